@@ -1,0 +1,3 @@
+"""xray-trio: a drop-in AWS X-Ray daemon built on trio."""
+
+__version__ = "0.1.0"

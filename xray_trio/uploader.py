@@ -1,0 +1,166 @@
+"""The X-Ray sink: uploader tasks that deliver batches with PutTraceSegments.
+
+Where the Go daemon makes two attempts and then silently loses a batch, an uploader keeps a
+failed batch (and the budget it holds, which is what pushes back on the receiver) and retries it
+with exponential back-off and full jitter on throttling, 5xx, timeouts and connection errors,
+until ``retry_deadline_s`` passes. Every document ends as sent, unprocessed or given up, and each
+of those is counted and logged.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING
+
+import trio
+
+from xray_trio.errors import ErrorKind, UploadError
+from xray_trio.xray_client import encode_trace_segments
+
+if TYPE_CHECKING:
+    import logging
+    import random
+
+    from xray_trio.batch import Batch
+    from xray_trio.config import Tuning
+    from xray_trio.stats import Counters
+    from xray_trio.xray_client import Unprocessed, XRayClient
+
+# Go finds a document by the first "id" with a regular expression; allowing spaces also
+# matches the Python SDK's ``"id": "..."`` form, which Go's compact-only pattern misses.
+_ID = re.compile(rb'"id"\s*:\s*"([^"]*)"')
+_TRACE_ID = re.compile(rb'"trace_id"\s*:\s*"([^"]*)"')
+
+
+def backoff_s(attempt: int, tuning: Tuning, rng: random.Random) -> float:
+    """Full-jitter exponential back-off before retry number ``attempt`` (1-based)."""
+    ceiling = min(tuning.retry_max_s, tuning.retry_base_s * 2 ** (attempt - 1))
+    return rng.uniform(0, ceiling)
+
+
+class Uploader:
+    """Everything an uploader task needs, so the task itself reads as the delivery loop."""
+
+    def __init__(
+        self,
+        client: XRayClient,
+        *,
+        counters: Counters,
+        tuning: Tuning,
+        logger: logging.Logger,
+        rng: random.Random,
+    ) -> None:
+        self._client = client
+        self._counters = counters
+        self._tuning = tuning
+        self._logger = logger
+        self._rng = rng
+
+    async def run(self, batches_in: trio.MemoryReceiveChannel[Batch]) -> None:
+        """Deliver batches until the channel ends.
+
+        A batch's budget is released only once it is finished; if the task is cancelled (the
+        shutdown deadline), it keeps holding it so the daemon can count what was lost.
+        """
+        async with batches_in:
+            async for batch in batches_in:
+                await self.deliver(batch.documents)
+                batch.release()
+
+    async def deliver(self, documents: list[bytes], *, retry_unprocessed: bool = True) -> None:
+        body = encode_trace_segments(documents)
+        give_up_at = trio.current_time() + self._tuning.retry_deadline_s
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            try:
+                with trio.fail_after(self._tuning.request_timeout_s):
+                    unprocessed = await self._client.put_trace_segments(body)
+            except (UploadError, trio.TooSlowError) as exc:
+                error = _as_upload_error(exc)
+                self._counters.upload_errors[error.kind] += 1
+                self._logger.error("Sending segment batch failed with: %s", error)
+                delay = backoff_s(attempt, self._tuning, self._rng)
+                if not error.retriable or trio.current_time() + delay > give_up_at:
+                    self._give_up(documents, attempt, error)
+                    return
+                self._counters.retries += 1
+                self._logger.debug(
+                    "Retrying batch of %d segments in %.3f seconds (attempt %d)",
+                    len(documents),
+                    delay,
+                    attempt + 1,
+                )
+                await trio.sleep(delay)
+                continue
+            elapsed = time.perf_counter() - started
+            await self._record_success(documents, unprocessed, elapsed, retry_unprocessed)
+            return
+
+    async def _record_success(
+        self,
+        documents: list[bytes],
+        unprocessed: list[Unprocessed],
+        elapsed: float,
+        retry_unprocessed: bool,
+    ) -> None:
+        counters = self._counters
+        counters.batches_sent += 1
+        counters.sent += len(documents) - len(unprocessed)
+        if not unprocessed:
+            self._logger.info(
+                "Successfully sent batch of %d segments (%.3f seconds)", len(documents), elapsed
+            )
+            return
+        self._logger.info(
+            "Sent batch of %d segments but had %d Unprocessed segments (%.3f seconds)",
+            len(documents),
+            len(unprocessed),
+            elapsed,
+        )
+        by_id = _documents_by_id(documents)
+        again: list[bytes] = []
+        for entry in unprocessed:
+            document = by_id.get(entry.id or "")
+            if document is None:
+                self._logger.error("Unprocessed segment: %s", entry)
+                counters.unprocessed += 1
+                continue
+            if retry_unprocessed:
+                again.append(document)
+                continue
+            counters.unprocessed += 1
+            trace = _TRACE_ID.search(document)
+            trace_id = trace.group(1).decode("utf-8", "replace") if trace else ""
+            self._logger.error("Unprocessed trace %s, segment: %s", trace_id, entry)
+            self._logger.debug("%s", document.decode("utf-8", "replace"))
+        if again:
+            # X-Ray sometimes refuses part of a batch under load; one more try for those.
+            await self.deliver(again, retry_unprocessed=False)
+
+    def _give_up(self, documents: list[bytes], attempts: int, error: UploadError) -> None:
+        self._counters.given_up += len(documents)
+        self._logger.error(
+            "Dropping batch of %d segments after %d attempts: %s", len(documents), attempts, error
+        )
+
+
+def _as_upload_error(exc: UploadError | trio.TooSlowError) -> UploadError:
+    if isinstance(exc, UploadError):
+        return exc
+    return UploadError(
+        "operation error XRay: PutTraceSegments, request canceled, context deadline exceeded",
+        kind=ErrorKind.TIMEOUT,
+        retriable=True,
+    )
+
+
+def _documents_by_id(documents: list[bytes]) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    for document in documents:
+        match = _ID.search(document)
+        if match:
+            found.setdefault(match.group(1).decode("utf-8", "replace"), document)
+    return found
