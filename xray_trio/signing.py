@@ -39,11 +39,20 @@ class CredentialSource:
     """
 
     def __init__(
-        self, resolve: Callable[[], Credentials | None], *, limiter: trio.CapacityLimiter
+        self,
+        resolve: Callable[[], Credentials | None],
+        *,
+        limiter: trio.CapacityLimiter,
+        credentials: Credentials | None = None,
     ) -> None:
         self._resolve = resolve
-        self._credentials: Credentials | None = None
+        self._credentials = credentials
         self._limiter = limiter
+
+    @classmethod
+    def static(cls, credentials: Credentials) -> CredentialSource:
+        """Fixed credentials that never need a lookup (tests, ``--sink`` fakes)."""
+        return cls(lambda: credentials, limiter=trio.CapacityLimiter(1), credentials=credentials)
 
     async def get(self) -> FrozenCredentials:
         credentials = self._credentials

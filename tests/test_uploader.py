@@ -1,0 +1,191 @@
+"""Delivery, retries and give-up of the X-Ray sink, against a fake X-Ray at the HTTP boundary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+
+import httpx
+import pytest
+import trio
+import trio.testing
+from botocore.credentials import Credentials
+
+from xray_trio.config import Tuning
+from xray_trio.errors import ErrorKind
+from xray_trio.signing import CredentialSource
+from xray_trio.stats import Counters
+from xray_trio.uploader import Uploader, backoff_s
+from xray_trio.xray_client import XRayClient, encode_trace_segments
+
+SIGV4 = re.compile(
+    r"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/\d{8}/us-east-1/xray/aws4_request, "
+    r"SignedHeaders=[a-z0-9;-]*host[a-z0-9;-]*x-amz-date[a-z0-9;-]*, Signature=[0-9a-f]{64}"
+)
+
+
+class FakeXRay:
+    """Scripted answers, one per request; records what arrived and when."""
+
+    def __init__(self, script: list[object] | None = None) -> None:
+        self.script = list(script or [])
+        self.requests: list[httpx.Request] = []
+        self.times: list[float] = []
+        self.delivered: list[str] = []
+
+    async def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        self.times.append(trio.current_time())
+        step = self.script.pop(0) if self.script else 200
+        if step == "hang":
+            await trio.sleep(3600)
+        if isinstance(step, Exception):
+            raise step
+        docs = json.loads(request.content)["TraceSegmentDocuments"]
+        if isinstance(step, dict):  # unprocessed ids
+            unprocessed = [{"Id": i, "ErrorCode": "X", "Message": "m"} for i in step["ids"]]
+            self.delivered += [d for d in docs if json.loads(d)["id"] not in step["ids"]]
+            return httpx.Response(200, json={"UnprocessedTraceSegments": unprocessed})
+        assert isinstance(step, int)
+        if step == 200:
+            self.delivered += docs
+            return httpx.Response(200, json={"UnprocessedTraceSegments": []})
+        body = {"__type": "ThrottlingException" if step == 429 else "Boom", "message": "no"}
+        return httpx.Response(step, json=body)
+
+
+def _uploader(
+    fake: FakeXRay, counters: Counters, logger: logging.Logger, **tuning: float
+) -> tuple[Uploader, httpx.AsyncClient]:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(fake.handler))
+    creds = Credentials("AKIDEXAMPLE", "secret")
+    client = XRayClient(
+        http,
+        endpoint="https://xray.us-east-1.amazonaws.com",
+        region="us-east-1",
+        credentials=CredentialSource.static(creds),
+    )
+    uploader = Uploader(
+        client, counters=counters, tuning=Tuning(**tuning), logger=logger, rng=random.Random(7)
+    )
+    return uploader, http
+
+
+def _docs(n: int) -> list[bytes]:
+    return [b'{"id": "%016x", "trace_id": "1-00000000-%024x"}' % (i, i) for i in range(n)]
+
+
+@pytest.fixture
+def logger() -> logging.Logger:
+    return logging.Logger("test", level=logging.DEBUG)
+
+
+async def test_a_batch_is_sent_signed_and_byte_exact(
+    autojump_clock: trio.testing.MockClock, logger: logging.Logger
+) -> None:
+    fake, counters = FakeXRay(), Counters()
+    uploader, http = _uploader(fake, counters, logger)
+    docs = _docs(3) + [b'{"id":"00000000000000ff","name":"\xc3\xbc"}']
+    async with http:
+        await uploader.deliver(docs)
+    (request,) = fake.requests
+    assert request.url.path == "/TraceSegments"
+    assert SIGV4.fullmatch(request.headers["authorization"])
+    assert "x-amz-date" in request.headers
+    assert re.fullmatch(r"\d+\.\d{9}", request.headers["x-amzn-xray-timestamp"])
+    assert "xray-agent/xray-daemon/" in request.headers["user-agent"]
+    assert [d.encode() for d in fake.delivered] == docs
+    assert (counters.sent, counters.batches_sent, counters.given_up) == (4, 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("failure", "kind"),
+    [
+        (500, ErrorKind.HTTP_5XX),
+        (503, ErrorKind.HTTP_5XX),
+        (429, ErrorKind.HTTP_4XX),
+        ("hang", ErrorKind.TIMEOUT),
+        (httpx.ConnectError("refused", request=None), ErrorKind.OTHER),
+        (httpx.ReadTimeout("slow", request=None), ErrorKind.TIMEOUT),
+    ],
+)
+async def test_retriable_failures_are_retried_until_delivered(
+    autojump_clock: trio.testing.MockClock,
+    logger: logging.Logger,
+    failure: object,
+    kind: ErrorKind,
+) -> None:
+    fake, counters = FakeXRay([failure, failure, failure, 200]), Counters()
+    uploader, http = _uploader(fake, counters, logger)
+    async with http:
+        await uploader.deliver(_docs(50))
+    assert len(fake.requests) == 4
+    assert len(fake.delivered) == 50
+    assert counters.upload_errors[kind] == 3
+    assert (counters.retries, counters.sent, counters.given_up) == (3, 50, 0)
+    # Back-off grows: each gap is at least the attempt's timeout (if any) and at most the
+    # attempt's timeout plus its jitter ceiling.
+    gaps = [b - a for a, b in zip(fake.times, fake.times[1:], strict=False)]
+    timeout = 2.0 if failure == "hang" else 0.0
+    assert all(timeout - 1e-9 <= gap <= timeout + 0.1 * 2**i + 1e-9 for i, gap in enumerate(gaps))
+
+
+async def test_a_rejected_request_is_not_retried(
+    autojump_clock: trio.testing.MockClock, logger: logging.Logger
+) -> None:
+    fake, counters = FakeXRay([400]), Counters()
+    uploader, http = _uploader(fake, counters, logger)
+    async with http:
+        await uploader.deliver(_docs(5))
+    assert len(fake.requests) == 1
+    assert (counters.given_up, counters.sent) == (5, 0)
+    assert counters.upload_errors[ErrorKind.HTTP_4XX] == 1
+
+
+async def test_a_failing_endpoint_is_given_up_after_the_retry_deadline(
+    autojump_clock: trio.testing.MockClock, logger: logging.Logger
+) -> None:
+    fake, counters = FakeXRay([500] * 1000), Counters()
+    uploader, http = _uploader(fake, counters, logger, retry_deadline_s=30.0)
+    async with http:
+        await uploader.deliver(_docs(10))
+    assert trio.current_time() <= 30.0
+    assert counters.given_up == 10
+    assert counters.sent == 0
+    assert counters.upload_errors[ErrorKind.HTTP_5XX] == len(fake.requests) > 5
+
+
+async def test_unprocessed_segments_are_retried_once_then_counted(
+    autojump_clock: trio.testing.MockClock,
+    logger: logging.Logger,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    docs = _docs(4)
+    ids = ["%016x" % 1, "%016x" % 2]
+    fake, counters = FakeXRay([{"ids": ids}, {"ids": ids[:1]}]), Counters()
+    uploader, http = _uploader(fake, counters, logger)
+    logger.addHandler(caplog.handler)
+    async with http:
+        await uploader.deliver(docs)
+    assert len(fake.requests) == 2
+    assert sorted(fake.delivered) == sorted(d.decode() for d in docs if d != docs[1])
+    assert (counters.sent, counters.unprocessed) == (3, 1)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "Sent batch of 4 segments but had 2 Unprocessed segments" in messages[0]
+    assert any(m.startswith("Unprocessed trace 1-00000000-%024x, segment:" % 1) for m in messages)
+
+
+def test_backoff_is_jittered_and_capped() -> None:
+    tuning, rng = Tuning(retry_base_s=0.5, retry_max_s=4.0), random.Random(1)
+    samples = [[backoff_s(attempt, tuning, rng) for _ in range(200)] for attempt in (1, 2, 3, 9)]
+    assert [max(s) <= c for s, c in zip(samples, (0.5, 1.0, 2.0, 4.0), strict=True)]
+    assert all(max(s) > 0.8 * c for s, c in zip(samples, (0.5, 1.0, 2.0, 4.0), strict=True))
+    assert len({round(x, 6) for x in samples[0]}) > 100
+
+
+def test_body_is_built_from_raw_bytes_without_reparsing() -> None:
+    docs = [b'{"b": 1,   "a":2}', b"not json", b"\xff"]
+    body = json.loads(encode_trace_segments(docs))
+    assert body == {"TraceSegmentDocuments": ['{"b": 1,   "a":2}', "not json", "\ufffd"]}
