@@ -196,7 +196,9 @@ async def _open_sinks(
                     logger=logger,
                     rng=random.Random(),
                 )
-                starters.append(functools.partial(_start_uploaders, uploader, config.concurrency))
+                starters.append(
+                    functools.partial(_start_uploaders, uploader, _uploaders(config, logger))
+                )
             elif name == "stdout":
                 out = sys.stdout.buffer if stdout is None else stdout
                 starters.append(
@@ -228,13 +230,21 @@ async def _open_xray_client(
     )
 
 
+def _uploaders(config: Config, logger: logging.Logger) -> int:
+    # Go starts no uploader at all for Concurrency < 0, so every segment is silently lost;
+    # one uploader is what anyone writing that would want.
+    if config.concurrency < 1:
+        logger.warning("Concurrency %d is less than 1; using 1 uploader", config.concurrency)
+        return 1
+    return config.concurrency
+
+
 def _start_uploaders(
     uploader: Uploader,
     concurrency: int,
     nursery: trio.Nursery,
     batches_in: trio.MemoryReceiveChannel[Batch],
 ) -> None:
-    # Go: Concurrency <= -1 starts no uploaders (batches then wait, and the budget fills).
     with batches_in:
         for _ in range(concurrency):
             nursery.start_soon(uploader.run, batches_in.clone())

@@ -71,15 +71,24 @@ def classify_transport_error(exc: httpx.TransportError) -> ErrorKind:
     """Which telemetry bucket a request that got no response counts in."""
     if isinstance(exc, httpx.TimeoutException):
         return ErrorKind.TIMEOUT
-    cause: BaseException | None = exc
-    while cause is not None:
+    # The root cause hides behind httpcore's error and, on trio, anyio's "all attempts to
+    # connect failed" OSError whose context is a group of the per-address errors.
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        cause = pending.pop()
+        if id(cause) in seen:
+            continue
+        seen.add(id(cause))
         if isinstance(cause, socket.gaierror):
             return ErrorKind.UNKNOWN_HOST
         if isinstance(cause, ConnectionRefusedError) or (
             isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
         ):
             return ErrorKind.CONNECTION_REFUSED
-        cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, BaseExceptionGroup):
+            pending.extend(cause.exceptions)
+        pending.extend(c for c in (cause.__cause__, cause.__context__) if c is not None)
     return ErrorKind.OTHER
 
 
