@@ -13,11 +13,13 @@ import trio
 import trio.testing
 from botocore.credentials import Credentials
 
+from xray_trio.batch import Batch
+from xray_trio.budget import ByteBudget, document_cost
 from xray_trio.config import Tuning
 from xray_trio.errors import ErrorKind
 from xray_trio.signing import CredentialSource
 from xray_trio.stats import Counters
-from xray_trio.uploader import Uploader, backoff_s
+from xray_trio.uploader import Uploader, backoff_s, run_uploaders
 from xray_trio.xray_client import XRayClient, encode_trace_segments
 
 SIGV4 = re.compile(
@@ -77,9 +79,20 @@ def _docs(n: int) -> list[bytes]:
     return [b'{"id": "%016x", "trace_id": "1-00000000-%024x"}' % (i, i) for i in range(n)]
 
 
+class Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 @pytest.fixture
 def logger() -> logging.Logger:
-    return logging.Logger("test", level=logging.DEBUG)
+    logger = logging.Logger("test", level=logging.DEBUG)
+    logger.addHandler(Recorder())
+    return logger
 
 
 async def test_a_batch_is_sent_signed_and_byte_exact(
@@ -87,7 +100,7 @@ async def test_a_batch_is_sent_signed_and_byte_exact(
 ) -> None:
     fake, counters = FakeXRay(), Counters()
     uploader, http = _uploader(fake, counters, logger)
-    docs = _docs(3) + [b'{"id":"00000000000000ff","name":"\xc3\xbc"}']
+    docs = [*_docs(3), b'{"id":"00000000000000ff","name":"\xc3\xbc"}']
     async with http:
         await uploader.deliver(docs)
     (request,) = fake.requests
@@ -163,7 +176,7 @@ async def test_unprocessed_segments_are_retried_once_then_counted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     docs = _docs(4)
-    ids = ["%016x" % 1, "%016x" % 2]
+    ids = [f"{1:016x}", f"{2:016x}"]
     fake, counters = FakeXRay([{"ids": ids}, {"ids": ids[:1]}]), Counters()
     uploader, http = _uploader(fake, counters, logger)
     logger.addHandler(caplog.handler)
@@ -174,7 +187,7 @@ async def test_unprocessed_segments_are_retried_once_then_counted(
     assert (counters.sent, counters.unprocessed) == (3, 1)
     messages = [r.getMessage() for r in caplog.records]
     assert "Sent batch of 4 segments but had 2 Unprocessed segments" in messages[0]
-    assert any(m.startswith("Unprocessed trace 1-00000000-%024x, segment:" % 1) for m in messages)
+    assert any(m.startswith(f"Unprocessed trace 1-00000000-{1:024x}, segment:") for m in messages)
 
 
 def test_backoff_is_jittered_and_capped() -> None:
@@ -189,3 +202,74 @@ def test_body_is_built_from_raw_bytes_without_reparsing() -> None:
     docs = [b'{"b": 1,   "a":2}', b"not json", b"\xff"]
     body = json.loads(encode_trace_segments(docs))
     assert body == {"TraceSegmentDocuments": ['{"b": 1,   "a":2}', "not json", "\ufffd"]}
+
+
+class SlowXRay(FakeXRay):
+    """Answers every call after ``delay`` seconds, tracking how many are in flight at once."""
+
+    def __init__(self, delay: float, script: list[object] | None = None) -> None:
+        super().__init__(script)
+        self.delay = delay
+        self.in_flight = 0
+        self.peak = 0
+
+    async def handler(self, request: httpx.Request) -> httpx.Response:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await trio.sleep(self.delay)
+            return await super().handler(request)
+        finally:
+            self.in_flight -= 1
+
+
+async def _run_pool(
+    fake: FakeXRay, logger: logging.Logger, batches: int, *, concurrency: int, maximum: int
+) -> tuple[Counters, ByteBudget]:
+    counters = Counters()
+    uploader, http = _uploader(fake, counters, logger)
+    budget = ByteBudget(100_000_000)
+    send, receive = trio.open_memory_channel[Batch](batches)
+    for _i in range(batches):
+        docs = _docs(50)
+        for doc in docs:
+            assert budget.try_take(document_cost(doc))
+        send.send_nowait(Batch(docs, budget, holders=1))
+    send.close()
+    async with http:
+        await run_uploaders(
+            receive, uploader, concurrency=concurrency, max_concurrency=maximum, logger=logger
+        )
+    return counters, budget
+
+
+async def test_a_slow_endpoint_gets_more_calls_in_flight(
+    autojump_clock: trio.testing.MockClock, logger: logging.Logger
+) -> None:
+    fake = SlowXRay(0.2)
+    counters, budget = await _run_pool(fake, logger, 80, concurrency=2, maximum=16)
+    assert counters.sent == 80 * 50
+    assert fake.peak == 16  # grew from 2 to the cap while batches waited
+    assert budget.used == 0
+    # Go's fixed 2 uploaders would need 80 / 2 * 0.2 = 8 s.
+    assert trio.current_time() < 3.0
+
+
+async def test_throttling_halves_the_concurrency(
+    autojump_clock: trio.testing.MockClock, logger: logging.Logger
+) -> None:
+    fake = SlowXRay(0.2, [200] * 30 + [429] * 16 + [200] * 1000)
+    counters, _ = await _run_pool(fake, logger, 120, concurrency=2, maximum=16)
+    assert counters.sent == 120 * 50
+    assert counters.upload_errors[ErrorKind.HTTP_4XX] == 16
+    messages = [r.getMessage() for r in logger.handlers[0].records]  # type: ignore[attr-defined]
+    assert any(m.startswith("Upload concurrency lowered to ") for m in messages)
+
+
+async def test_a_fast_endpoint_stays_at_the_configured_concurrency(
+    autojump_clock: trio.testing.MockClock, logger: logging.Logger
+) -> None:
+    fake = SlowXRay(0.0)
+    counters, _ = await _run_pool(fake, logger, 40, concurrency=8, maximum=64)
+    assert counters.sent == 40 * 50
+    assert fake.peak <= 8

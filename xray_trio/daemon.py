@@ -36,7 +36,7 @@ from xray_trio.region import resolve_region, xray_endpoint
 from xray_trio.signing import CredentialSource
 from xray_trio.stats import Counters
 from xray_trio.stdout_sink import run_stdout_sink
-from xray_trio.uploader import Uploader
+from xray_trio.uploader import Uploader, run_uploaders
 from xray_trio.xray_client import XRayClient
 
 if TYPE_CHECKING:
@@ -197,7 +197,16 @@ async def _open_sinks(
                     rng=random.Random(),
                 )
                 starters.append(
-                    functools.partial(_start_uploaders, uploader, _uploaders(config, logger))
+                    functools.partial(
+                        _start_uploaders,
+                        functools.partial(
+                            run_uploaders,
+                            uploader=uploader,
+                            concurrency=(floor := _uploaders(config, logger)),
+                            max_concurrency=max(floor, config.tuning.max_upload_concurrency),
+                            logger=logger,
+                        ),
+                    )
                 )
             elif name == "stdout":
                 out = sys.stdout.buffer if stdout is None else stdout
@@ -240,14 +249,11 @@ def _uploaders(config: Config, logger: logging.Logger) -> int:
 
 
 def _start_uploaders(
-    uploader: Uploader,
-    concurrency: int,
+    run: Callable[[trio.MemoryReceiveChannel[Batch]], Awaitable[None]],
     nursery: trio.Nursery,
     batches_in: trio.MemoryReceiveChannel[Batch],
 ) -> None:
-    with batches_in:
-        for _ in range(concurrency):
-            nursery.start_soon(uploader.run, batches_in.clone())
+    nursery.start_soon(run, batches_in)
 
 
 def _start_stdout(

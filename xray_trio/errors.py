@@ -45,12 +45,20 @@ class UploadError(XrayTrioError):
         status: the HTTP status, or ``None`` when no response arrived.
         retriable: whether sending the same request again may succeed (throttling, 5xx,
             timeouts, connection failures), as opposed to a request X-Ray will always refuse.
+        throttled: X-Ray said to slow down (429 or a ThrottlingException).
     """
 
     def __init__(
-        self, message: str, *, kind: ErrorKind, status: int | None = None, retriable: bool
+        self,
+        message: str,
+        *,
+        kind: ErrorKind,
+        status: int | None = None,
+        retriable: bool,
+        throttled: bool = False,
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.status = status
         self.retriable = retriable
+        self.throttled = throttled

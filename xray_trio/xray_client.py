@@ -183,6 +183,7 @@ class XRayClient:
                 kind=kind,
                 status=response.status_code,
                 retriable=retriable,
+                throttled=response.status_code == 429 or "Throttl" in code,
             )
         try:
             payload = json.loads(response.content or b"{}")
