@@ -17,7 +17,7 @@ import trio
 import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
-from xray_trio.admin import Health, serve_admin
+from xray_trio.admin import serve_admin
 from xray_trio.errors import ErrorKind, StartupError
 from xray_trio.events import (
     DeliveryFailed,
@@ -29,6 +29,7 @@ from xray_trio.events import (
     decode_event,
     segment_seen,
 )
+from xray_trio.health import Health
 from xray_trio.snapshot import Gauges, ProxyCounters, Snapshot, Snapshotter, UploadLatency
 from xray_trio.stats import Counters
 

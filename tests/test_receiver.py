@@ -186,3 +186,53 @@ async def test_ipv6_loopback_binds() -> None:
         pytest.skip("IPv6 loopback unavailable")
     with sock:
         assert sock.family == socket.AF_INET6
+
+
+async def test_events_reach_a_subscriber_and_segments_only_when_asked(
+    sender: socket.socket,
+) -> None:
+    from xray_trio.events import Dropped, EventHub, Rejected, SegmentSeen
+
+    doc = (
+        b'{"trace_id":"1-5759e988-bd862e3fe1be46a994272793","id":"70de5b6f19ff9a0a",'
+        b'"name":"a","start_time":1,"end_time":2}'
+    )
+    harness = Harness(budget_bytes=document_cost(doc))
+    hub = EventHub()
+    async with trio.open_nursery() as nursery:
+        sock = await bind_udp("127.0.0.1:0", receive_buffer_bytes=1 << 22)
+        async with (
+            hub.open_subscription(snapshots_only=True) as quiet,
+            hub.open_subscription() as watcher,
+        ):
+            address = await nursery.start(
+                functools.partial(
+                    serve_udp,
+                    sock,
+                    harness.send,
+                    budget=harness.budget,
+                    counters=harness.counters,
+                    logger=harness.logger,
+                    hub=hub,
+                )
+            )
+            for datagram in (HEADER + doc, b"junk", HEADER + doc):
+                sender.sendto(datagram, address)
+            await _settle(harness, 3)
+            events = []
+            while True:
+                try:
+                    events.append(watcher.events.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            with pytest.raises(trio.WouldBlock):
+                quiet.events.receive_nowait()
+        nursery.cancel_scope.cancel()
+    kinds = sorted(type(event).__name__ for event in events)
+    assert kinds == ["Dropped", "Rejected", "SegmentSeen"]
+    seen = next(e for e in events if isinstance(e, SegmentSeen))
+    assert (seen.name, seen.id, seen.findings) == ("a", "70de5b6f19ff9a0a", ())
+    rejected = next(e for e in events if isinstance(e, Rejected))
+    assert (rejected.reason, rejected.head) == ("missing_header", b"junk")
+    dropped = next(e for e in events if isinstance(e, Dropped))
+    assert (dropped.reason, dropped.count) == ("spillover", 1)

@@ -273,3 +273,50 @@ async def test_a_fast_endpoint_stays_at_the_configured_concurrency(
     counters, _ = await _run_pool(fake, logger, 40, concurrency=8, maximum=64)
     assert counters.sent == 40 * 50
     assert fake.peak <= 8
+
+
+async def test_failures_are_published_and_flip_health_until_a_success(
+    autojump_clock: trio.testing.MockClock, logger: logging.Logger
+) -> None:
+    from xray_trio.events import DeliveryFailed, EventHub
+    from xray_trio.health import Health
+    from xray_trio.snapshot import UploadLatency
+
+    fake, counters = FakeXRay([500] * 10 + [200]), Counters()
+    http = httpx.AsyncClient(transport=httpx.MockTransport(fake.handler))
+    client = XRayClient(
+        http,
+        endpoint="https://x",
+        region="us-east-1",
+        credentials=CredentialSource.static(Credentials("AKIDEXAMPLE", "secret")),
+    )
+    hub, health, latency = EventHub(), Health(["xray"], max_failures=10), UploadLatency()
+    uploader = Uploader(
+        client,
+        counters=counters,
+        tuning=Tuning(),
+        logger=logger,
+        rng=random.Random(1),
+        hub=hub,
+        health=health,
+        latency=latency,
+    )
+    health.intake_up = True
+    unhealthy_seen = []
+
+    async def watch() -> None:
+        while True:
+            unhealthy_seen.append(not health.check().healthy)
+            await trio.sleep(0.05)
+
+    async with http, hub.open_subscription(max_buffer=100) as sub:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            await uploader.deliver(_docs(3))
+            nursery.cancel_scope.cancel()
+        failures = [sub.events.receive_nowait() for _ in range(10)]
+    assert all(isinstance(f, DeliveryFailed) and f.status == 500 for f in failures)
+    assert not any(f.given_up for f in failures)  # type: ignore[union-attr]
+    assert any(unhealthy_seen)  # 10 failures in a row made the sink unhealthy...
+    assert health.check().healthy  # ...and the success made it healthy again
+    assert latency.count == 11

@@ -11,12 +11,15 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import time
 from typing import TYPE_CHECKING
 
 import trio
 
 from xray_trio.budget import document_cost
 from xray_trio.errors import StartupError
+from xray_trio.events import Dropped, EventHub, segment_seen
+from xray_trio.events import Rejected as RejectedEvent
 from xray_trio.segment import Rejected, RejectReason, split_datagram
 
 if TYPE_CHECKING:
@@ -111,16 +114,19 @@ async def serve_udp(
     budget: ByteBudget,
     counters: Counters,
     logger: logging.Logger,
+    hub: EventHub | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Receive datagrams until cancelled; the socket is closed on the way out.
 
     Never awaits downstream: documents the budget cannot hold are dropped (newest first) and
-    counted as spillover, which is the only place live data is lost.
+    counted as spillover, which is the only place live data is lost. Events for ``hub`` cost
+    nothing per datagram unless someone subscribes to segments.
     """
     recv = sock.recv
     take = budget.try_take
     send = segments_out.send_nowait
+    hub = EventHub() if hub is None else hub
     with sock:
         async with segments_out:
             logger.debug("Listening on UDP %s", _format_address(sock.getsockname()))
@@ -128,6 +134,7 @@ async def serve_udp(
             while True:
                 await trio.lowlevel.wait_readable(sock)
                 documents: list[bytes] = []
+                spilled = 0
                 for _ in range(DRAIN_LIMIT):
                     try:
                         data = recv(MAX_DATAGRAM)
@@ -144,13 +151,21 @@ async def serve_udp(
                     document = split_datagram(data)
                     if isinstance(document, Rejected):
                         _count_rejection(document, counters, logger)
+                        hub.publish(RejectedEvent(reason=document.reason.value, head=data[:64]))
                     elif take(document_cost(document)):
                         documents.append(document)
                     else:
-                        counters.spillover += 1
+                        spilled += 1
                         logger.warning("Segment dropped. Consider increasing memory limit")
+                if spilled:
+                    counters.spillover += spilled
+                    hub.publish(Dropped(reason="spillover", count=spilled))
                 if documents:
                     counters.accepted += len(documents)
+                    if hub.wants_segments:
+                        now = time.time()
+                        for document in documents:
+                            hub.publish(segment_seen(document, now))
                     # Capacity is budget.max_documents, and each document holds budget, so
                     # this cannot raise WouldBlock.
                     send(documents)

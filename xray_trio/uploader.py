@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING
 import trio
 
 from xray_trio.errors import ErrorKind, UploadError
+from xray_trio.events import DeliveryFailed, EventHub
+from xray_trio.health import Health
+from xray_trio.snapshot import UploadLatency
 from xray_trio.xray_client import encode_trace_segments
 
 if TYPE_CHECKING:
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
     from xray_trio.config import Tuning
     from xray_trio.stats import Counters
     from xray_trio.xray_client import Unprocessed, XRayClient
+
+SINK = "xray"
 
 # Go finds a document by the first "id" with a regular expression; allowing spaces also
 # matches the Python SDK's ``"id": "..."`` form, which Go's compact-only pattern misses.
@@ -50,12 +55,18 @@ class Uploader:
         tuning: Tuning,
         logger: logging.Logger,
         rng: random.Random,
+        hub: EventHub | None = None,
+        health: Health | None = None,
+        latency: UploadLatency | None = None,
     ) -> None:
         self._client = client
         self._counters = counters
         self._tuning = tuning
         self._logger = logger
         self._rng = rng
+        self._hub = EventHub() if hub is None else hub
+        self._health = Health([SINK]) if health is None else health
+        self._latency = UploadLatency() if latency is None else latency
 
     async def deliver(self, documents: list[bytes], *, retry_unprocessed: bool = True) -> bool:
         """Send until delivered or given up; return whether X-Ray throttled any attempt."""
@@ -71,11 +82,24 @@ class Uploader:
                     unprocessed = await self._client.put_trace_segments(body)
             except (UploadError, trio.TooSlowError) as exc:
                 error = _as_upload_error(exc)
+                self._latency.observe(time.perf_counter() - started)
                 self._counters.upload_errors[error.kind] += 1
+                self._health.upload_failed(SINK, str(error))
                 throttled = throttled or error.throttled
                 self._logger.error("Sending segment batch failed with: %s", error)
                 delay = backoff_s(attempt, self._tuning, self._rng)
-                if not error.retriable or trio.current_time() + delay > give_up_at:
+                giving_up = not error.retriable or trio.current_time() + delay > give_up_at
+                self._hub.publish(
+                    DeliveryFailed(
+                        sink=SINK,
+                        kind=error.kind,
+                        status=error.status,
+                        message=str(error),
+                        segments=len(documents),
+                        given_up=giving_up,
+                    )
+                )
+                if giving_up:
                     self._give_up(documents, attempt, error)
                     return throttled
                 self._counters.retries += 1
@@ -88,6 +112,8 @@ class Uploader:
                 await trio.sleep(delay)
                 continue
             elapsed = time.perf_counter() - started
+            self._latency.observe(elapsed)
+            self._health.upload_succeeded(SINK)
             await self._record_success(documents, unprocessed, elapsed, retry_unprocessed)
             return throttled
 
