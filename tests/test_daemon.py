@@ -34,7 +34,7 @@ def _config(**overrides: object) -> Config:
     defaults: dict[str, object] = {
         "sinks": ("stdout",),
         "total_buffer_size_mb": 16,
-        "socket": SocketConfig(udp_address="127.0.0.1:0"),
+        "socket": SocketConfig(udp_address="127.0.0.1:0", tcp_address="127.0.0.1:0"),
     }
     return Config(**(defaults | overrides))  # type: ignore[arg-type]
 

@@ -161,7 +161,7 @@ class Uploader:
     def _give_up(self, documents: list[bytes], attempts: int, error: UploadError) -> None:
         self._counters.given_up += len(documents)
         self._logger.error(
-            "Dropping batch of %d segments after %d attempts: %s", len(documents), attempts, error
+            "Dropping batch of %d segments after %d attempt(s): %s", len(documents), attempts, error
         )
 
 
