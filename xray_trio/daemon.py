@@ -1,47 +1,49 @@
 """Wiring and shutdown order; nothing else.
 
     serve_udp --[documents]--> run_batcher --[batches, one channel per sink]--> sinks
-                                                                 uploader x Concurrency (xray)
-                                                                 run_stdout_sink (stdout)
+                                                       run_uploaders (xray), run_stdout_sink
+    serve_sampling_proxy, run_snapshots, serve_admin (opt-in)   run_daemon_telemetry
 
-The front nursery holds what takes input (the UDP socket); the pipeline nursery holds what
-drains it. A shutdown signal cancels the front: the receiver closes its channel, the batcher
-flushes and closes the sinks' channels, and the sinks finish what they hold, within
-``shutdown_timeout_s``. Anything still undelivered after that is counted and logged.
+The front nursery holds what takes input (the UDP socket, the sampling proxy, the admin
+endpoint); the pipeline nursery holds what drains it. A shutdown signal cancels the front: the
+receiver closes its channel, the batcher flushes and closes the sinks' channels, and the sinks
+finish what they hold, within ``shutdown_timeout_s``. Anything still undelivered after that is
+counted and logged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import random
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, BinaryIO, TypeAlias
 
-import botocore.session
-import httpx
 import trio
 
 from xray_trio import __version__
 from xray_trio.batch import Batch
 from xray_trio.batcher import run_batcher
 from xray_trio.budget import MIB, MIN_BUFFER_MB, ByteBudget, buffer_memory_mb, total_ram_bytes
+from xray_trio.credentials import XRayAccess, open_xray_access
 from xray_trio.errors import StartupError
+from xray_trio.events import EventHub, run_snapshots
+from xray_trio.health import Health
 from xray_trio.receiver import bind_udp, serve_udp
-from xray_trio.region import resolve_region, xray_endpoint
-from xray_trio.signing import CredentialSource
+from xray_trio.snapshot import Gauges, ProxyCounters, Snapshotter, UploadLatency
 from xray_trio.stats import Counters
 from xray_trio.stdout_sink import run_stdout_sink
+from xray_trio.telemetry import run_daemon_telemetry
 from xray_trio.uploader import Uploader, run_uploaders
-from xray_trio.xray_client import XRayClient
 
 if TYPE_CHECKING:
     import logging
-    from collections.abc import AsyncIterator, Awaitable, Mapping
+    from collections.abc import AsyncIterator, Mapping, Sequence
 
     from xray_trio.config import Config
 
@@ -49,10 +51,19 @@ NOT_ENOUGH_MEMORY = (
     f"Not enough Buffers Memory Allocated. Min Buffers Memory required: {MIN_BUFFER_MB} MB."
 )
 
-SinkStarter: TypeAlias = Callable[[trio.Nursery, trio.MemoryReceiveChannel[Batch]], None]
-"""Starts a sink's task(s) in the pipeline nursery, handing over the sink's batch channel."""
+RunSink: TypeAlias = Callable[[trio.MemoryReceiveChannel[Batch]], Awaitable[None]]
+"""A sink's task: consumes its batch channel until it ends, releasing each batch when done."""
 
 _SIGNAL_NAMES = {signal.SIGINT: "interrupt", signal.SIGTERM: "terminated"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Observers:
+    """What the pipeline reports into, for the admin endpoint and the inspector."""
+
+    hub: EventHub = dataclasses.field(default_factory=EventHub)
+    latency: UploadLatency = dataclasses.field(default_factory=UploadLatency)
+    proxy: ProxyCounters = dataclasses.field(default_factory=ProxyCounters)
 
 
 async def wait_for_signal() -> str:
@@ -78,26 +89,6 @@ def open_budget(config: Config, logger: logging.Logger) -> ByteBudget:
     return budget
 
 
-def open_http_client(config: Config, env: Mapping[str, str]) -> httpx.AsyncClient:
-    """One keep-alive pool for every X-Ray call; the proxy is ``-p`` or the environment's."""
-    proxy = config.proxy_address or None
-    if proxy is not None:
-        try:
-            httpx.Proxy(proxy)
-        except (ValueError, TypeError, httpx.InvalidURL) as exc:
-            raise StartupError(f"Bad proxy URL: {exc}") from None
-    timeout = config.tuning.request_timeout_s
-    return httpx.AsyncClient(
-        proxy=proxy,
-        trust_env=proxy is None,
-        verify=not config.no_verify_ssl,
-        timeout=httpx.Timeout(timeout),
-        limits=httpx.Limits(
-            max_connections=None, max_keepalive_connections=max(config.concurrency, 1) * 2
-        ),
-    )
-
-
 async def run_daemon(
     config: Config,
     logger: logging.Logger,
@@ -106,6 +97,7 @@ async def run_daemon(
     shutdown_trigger: Callable[[], Awaitable[str]] = wait_for_signal,
     stdout: BinaryIO | None = None,
     counters: Counters | None = None,
+    observers: Observers | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run until ``shutdown_trigger`` returns, then flush and return.
@@ -114,6 +106,7 @@ async def run_daemon(
     """
     env = os.environ if env is None else env
     counters = Counters() if counters is None else counters
+    observers = Observers() if observers is None else observers
     tuning = config.tuning
     logger.info("Initializing AWS X-Ray daemon %s", __version__)
     budget = open_budget(config, logger)
@@ -124,10 +117,21 @@ async def run_daemon(
         config.socket.udp_address, receive_buffer_bytes=tuning.receive_buffer_bytes
     )
     thread_limiter = trio.CapacityLimiter(4)
+    health = Health(config.sinks)
 
-    async with _open_sinks(config, logger, env, counters, thread_limiter, stdout) as sinks:
+    telemetry_shutdown = trio.Event()
+    async with _open_sinks(
+        config, logger, env, counters, observers, health, thread_limiter, stdout
+    ) as (sinks, xray):
         segment_send, segment_recv = trio.open_memory_channel[list[bytes]](budget.max_documents)
         batch_channels = [trio.open_memory_channel[Batch](tuning.batch_queue) for _ in sinks]
+        take_snapshot = Snapshotter(
+            counters,
+            functools.partial(_gauges, budget, [receive for _, receive in batch_channels]),
+            latency=observers.latency,
+            proxy=observers.proxy,
+            started_at=trio.current_time(),
+        )
         async with trio.open_nursery() as pipeline:
             pipeline.start_soon(
                 functools.partial(
@@ -139,9 +143,29 @@ async def run_daemon(
                     logger=logger,
                 )
             )
-            for start_sink, (_, receive) in zip(sinks, batch_channels, strict=True):
-                start_sink(pipeline, receive)
+            for run_sink, (_, receive) in zip(sinks, batch_channels, strict=True):
+                pipeline.start_soon(run_sink, receive)
+            if xray is None:
+                logger.info("No xray sink: the sampling proxy and telemetry are off")
+            else:
+                pipeline.start_soon(
+                    functools.partial(
+                        run_daemon_telemetry,
+                        xray.client,
+                        counters,
+                        config=config,
+                        env=env,
+                        logger=logger,
+                        limiter=thread_limiter,
+                        shutdown=telemetry_shutdown,
+                    )
+                )
             async with trio.open_nursery() as front:
+                front.start_soon(run_snapshots, observers.hub, take_snapshot)
+                if config.admin_address:
+                    await _start_admin(front, config, observers, take_snapshot, health, logger)
+                if xray is not None:
+                    await _start_sampling_proxy(front, config, xray, observers, logger)
                 address = await front.start(
                     functools.partial(
                         serve_udp,
@@ -150,13 +174,17 @@ async def run_daemon(
                         budget=budget,
                         counters=counters,
                         logger=logger,
+                        hub=observers.hub,
                     )
                 )
+                health.intake_up = True
                 task_status.started(address)
                 reason = await shutdown_trigger()
                 logger.debug("Shutdown Initiated. Current epoch in nanoseconds: %d", time.time_ns())
                 logger.info("Got shutdown signal: %s", reason)
+                health.intake_up = False
                 front.cancel_scope.cancel()
+            telemetry_shutdown.set()
             pipeline.cancel_scope.deadline = trio.current_time() + tuning.shutdown_timeout_s
     if budget.documents:
         counters.given_up += budget.documents
@@ -174,69 +202,108 @@ async def run_daemon(
     logger.debug("Shutdown finished. Current epoch in nanoseconds: %d", time.time_ns())
 
 
+def _gauges(budget: ByteBudget, batch_queues: Sequence[trio.MemoryReceiveChannel[Batch]]) -> Gauges:
+    return Gauges(
+        budget_used_bytes=budget.used,
+        budget_total_bytes=budget.total,
+        segments_queued=budget.documents,
+        batches_queued=sum(queue.statistics().current_buffer_used for queue in batch_queues),
+    )
+
+
+async def _start_admin(
+    nursery: trio.Nursery,
+    config: Config,
+    observers: Observers,
+    take_snapshot: Snapshotter,
+    health: Health,
+    logger: logging.Logger,
+) -> None:
+    # Imported here: the HTTP server only loads when the endpoint is on.
+    from xray_trio.admin import serve_admin
+
+    host, port = await nursery.start(
+        functools.partial(
+            serve_admin,
+            config.admin_address,
+            hub=observers.hub,
+            take_snapshot=take_snapshot,
+            health=health,
+            logger=logger,
+        )
+    )
+    logger.info("Admin endpoint on http://%s:%d (/healthz, /metrics, /events)", host, port)
+
+
+async def _start_sampling_proxy(
+    nursery: trio.Nursery,
+    config: Config,
+    xray: XRayAccess,
+    observers: Observers,
+    logger: logging.Logger,
+) -> None:
+    from xray_trio.proxy import serve_sampling_proxy
+
+    await nursery.start(
+        functools.partial(
+            serve_sampling_proxy,
+            config.socket.tcp_address,
+            upstream_endpoint=xray.endpoint,
+            region=xray.region,
+            credentials=xray.credentials,
+            http=xray.http,
+            logger=logger,
+        )
+    )
+
+
 @contextlib.asynccontextmanager
 async def _open_sinks(
     config: Config,
     logger: logging.Logger,
     env: Mapping[str, str],
     counters: Counters,
+    observers: Observers,
+    health: Health,
     limiter: trio.CapacityLimiter,
     stdout: BinaryIO | None,
-) -> AsyncIterator[list[SinkStarter]]:
-    """Open what each configured sink needs, yielding one starter per sink."""
-    starters: list[SinkStarter] = []
+) -> AsyncIterator[tuple[list[RunSink], XRayAccess | None]]:
+    """Open what each configured sink needs, yielding each sink's task, and the X-Ray access
+    (region, credentials, HTTP client) when the ``xray`` sink is on."""
+    sinks: list[RunSink] = []
+    xray: XRayAccess | None = None
     async with contextlib.AsyncExitStack() as stack:
         for name in config.sinks:
             if name == "xray":
-                client = await _open_xray_client(config, logger, env, limiter, stack)
+                xray = await open_xray_access(config, logger, env, limiter, stack)
                 uploader = Uploader(
-                    client,
+                    xray.client,
                     counters=counters,
                     tuning=config.tuning,
                     logger=logger,
                     rng=random.Random(),
+                    hub=observers.hub,
+                    health=health,
+                    latency=observers.latency,
                 )
-                starters.append(
+                floor = _uploaders(config, logger)
+                sinks.append(
                     functools.partial(
-                        _start_uploaders,
-                        functools.partial(
-                            run_uploaders,
-                            uploader=uploader,
-                            concurrency=(floor := _uploaders(config, logger)),
-                            max_concurrency=max(floor, config.tuning.max_upload_concurrency),
-                            logger=logger,
-                        ),
+                        run_uploaders,
+                        uploader=uploader,
+                        concurrency=floor,
+                        max_concurrency=max(floor, config.tuning.max_upload_concurrency),
+                        logger=logger,
                     )
                 )
             elif name == "stdout":
                 out = sys.stdout.buffer if stdout is None else stdout
-                starters.append(
-                    functools.partial(_start_stdout, out=out, counters=counters, limiter=limiter)
+                sinks.append(
+                    functools.partial(run_stdout_sink, out=out, counters=counters, limiter=limiter)
                 )
             else:  # pragma: no cover - the CLI and config loader refuse unknown sinks
                 raise StartupError(f"unknown sink: {name}")
-        yield starters
-
-
-async def _open_xray_client(
-    config: Config,
-    logger: logging.Logger,
-    env: Mapping[str, str],
-    limiter: trio.CapacityLimiter,
-    stack: contextlib.AsyncExitStack,
-) -> XRayClient:
-    region = await trio.to_thread.run_sync(resolve_region, config, logger, env, limiter=limiter)
-    endpoint = await trio.to_thread.run_sync(xray_endpoint, config, region, logger, limiter=limiter)
-    http = await stack.enter_async_context(open_http_client(config, env))
-    return XRayClient(
-        http,
-        endpoint=endpoint,
-        region=region,
-        credentials=CredentialSource(
-            lambda: botocore.session.Session().get_credentials(), limiter=limiter
-        ),
-        exec_env=env.get("AWS_EXECUTION_ENV", ""),
-    )
+        yield sinks, xray
 
 
 def _uploaders(config: Config, logger: logging.Logger) -> int:
@@ -246,24 +313,3 @@ def _uploaders(config: Config, logger: logging.Logger) -> int:
         logger.warning("Concurrency %d is less than 1; using 1 uploader", config.concurrency)
         return 1
     return config.concurrency
-
-
-def _start_uploaders(
-    run: Callable[[trio.MemoryReceiveChannel[Batch]], Awaitable[None]],
-    nursery: trio.Nursery,
-    batches_in: trio.MemoryReceiveChannel[Batch],
-) -> None:
-    nursery.start_soon(run, batches_in)
-
-
-def _start_stdout(
-    nursery: trio.Nursery,
-    batches_in: trio.MemoryReceiveChannel[Batch],
-    *,
-    out: BinaryIO,
-    counters: Counters,
-    limiter: trio.CapacityLimiter,
-) -> None:
-    nursery.start_soon(
-        functools.partial(run_stdout_sink, batches_in, out=out, counters=counters, limiter=limiter)
-    )

@@ -1,18 +1,21 @@
-"""Which region and endpoint the daemon talks to, resolved in the Go daemon's order.
+"""Where the daemon runs: its region, X-Ray endpoint, and EC2 identity, in the Go daemon's order.
 
 These functions are synchronous and may do network I/O (EC2 instance metadata), so the daemon
-calls them through ``trio.to_thread.run_sync``.
+calls them through ``trio.to_thread.run_sync``. Instance metadata goes through botocore's IMDS
+client: the IMDSv2 token flow first, IMDSv1 when no token can be had, and the endpoint from
+``AWS_EC2_METADATA_SERVICE_ENDPOINT`` (issue #105) or ``..._ENDPOINT_MODE=IPv6``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import TYPE_CHECKING
 
 import botocore.loaders
 import botocore.session
 from botocore.regions import EndpointResolver
-from botocore.utils import InstanceMetadataRegionFetcher
+from botocore.utils import IMDSFetcher, InstanceMetadataRegionFetcher
 
 from xray_trio.errors import StartupError
 
@@ -26,6 +29,17 @@ NO_REGION = (
     "Cannot fetch region variable from config file, environment variables, ecs metadata, "
     "or ec2 metadata. Use local-mode to use the local config region."
 )
+
+# Go's fallback when the SDK's endpoint data does not know a region (pkg/conn/constants.go).
+_PARTITION_SUFFIXES = (
+    ("cn-", "amazonaws.com.cn"),
+    ("us-isob-", "sc2s.sgov.gov"),
+    ("us-iso-", "c2s.ic.gov"),
+)
+
+# One second per attempt, two attempts: off EC2 the lookup fails fast instead of stalling start-up.
+_IMDS_TIMEOUT_S = 1.0
+_IMDS_ATTEMPTS = 2
 
 
 def resolve_region(config: Config, logger: logging.Logger, env: Mapping[str, str]) -> str:
@@ -74,27 +88,103 @@ def _ecs_metadata_region(path: str, logger: logging.Logger) -> str:
         return ""
 
 
+def imds_config(env: Mapping[str, str]) -> dict[str, str]:
+    """botocore's IMDS settings taken from ``env`` (botocore would read ``os.environ``)."""
+    settings = {
+        "ec2_metadata_service_endpoint": env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", ""),
+        "ec2_metadata_service_endpoint_mode": env.get(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", ""
+        ).lower(),
+    }
+    return {key: value for key, value in settings.items() if value}
+
+
 def _imds_region(logger: logging.Logger, env: Mapping[str, str]) -> str:
     """The region from EC2 instance metadata: IMDSv2 token flow, falling back to v1."""
-    fetcher = InstanceMetadataRegionFetcher(timeout=1, num_attempts=2, env=dict(env))
+    fetcher = InstanceMetadataRegionFetcher(
+        timeout=_IMDS_TIMEOUT_S,
+        num_attempts=_IMDS_ATTEMPTS,
+        env=dict(env),
+        config=imds_config(env),
+    )
     try:
         region = fetcher.retrieve_region()
     except Exception as exc:  # botocore raises many unrelated types for an unreachable IMDS.
         logger.error("Unable to fetch region from EC2 metadata: %s\n", exc)
         return ""
-    if region:
-        logger.debug("Fetch region %s from ec2 metadata", region)
-    return region or ""
+    if not region:
+        logger.error("Unable to fetch region from EC2 metadata: %s\n", "no response from IMDS")
+        return ""
+    logger.debug("Fetch region %s from ec2 metadata", region)
+    return str(region)
+
+
+class _MetadataFetcher(IMDSFetcher):  # type: ignore[misc]
+    """Reads one instance-metadata path, the way botocore's own region fetcher does."""
+
+    def fetch(self, path: str) -> str:
+        token = self._fetch_metadata_token()
+        response = self._get_request(
+            url_path=f"latest/meta-data/{path}", retry_func=self._default_retry, token=token
+        )
+        return str(response.text)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InstanceIdentity:
+    """What telemetry reports about the host: ``Hostname`` and ``EC2InstanceId``."""
+
+    hostname: str = ""
+    instance_id: str = ""
+
+
+def instance_identity(
+    env: Mapping[str, str], logger: logging.Logger, *, local_mode: bool
+) -> InstanceIdentity:
+    """``AWS_HOSTNAME`` / ``AWS_INSTANCE_ID`` (PR #54), else IMDS; empty when neither answers.
+
+    Local mode means "not on EC2", so IMDS is not asked (it would only cost seconds of retries).
+    """
+    fetcher = _MetadataFetcher(
+        timeout=_IMDS_TIMEOUT_S,
+        num_attempts=_IMDS_ATTEMPTS,
+        env=dict(env),
+        config=imds_config(env),
+    )
+    hostname = env.get("AWS_HOSTNAME", "")
+    if not hostname and not local_mode:
+        try:
+            hostname = fetcher.fetch("hostname")
+        except Exception as exc:  # botocore raises many unrelated types for an unreachable IMDS.
+            logger.debug("Get hostname metadata failed: %s", exc or type(exc).__name__)
+    instance_id = env.get("AWS_INSTANCE_ID", "")
+    if not instance_id and not local_mode:
+        try:
+            instance_id = fetcher.fetch("instance-id")
+        except Exception as exc:  # as above
+            logger.error("Get instance id metadata failed: %s", exc or type(exc).__name__)
+    return InstanceIdentity(hostname=hostname, instance_id=instance_id)
 
 
 def xray_endpoint(config: Config, region: str, logger: logging.Logger) -> str:
-    """``Endpoint`` from the config, else X-Ray's endpoint in the region's partition."""
+    """``Endpoint`` from the config, else X-Ray's endpoint in the region's partition.
+
+    botocore's endpoint data knows every partition (aws, aws-cn, aws-us-gov, aws-iso,
+    aws-iso-b and newer ones); Go's suffix rules cover regions newer than that data.
+    """
     if config.endpoint:
         logger.debug("Using Endpoint read from Config file: %s", config.endpoint)
-        return config.endpoint
+        return config.endpoint.rstrip("/")
     resolver = EndpointResolver(botocore.loaders.create_loader().load_data("endpoints"))
     resolved = resolver.construct_endpoint("xray", region)
-    hostname = f"xray.{region}.amazonaws.com" if resolved is None else resolved["hostname"]
+    if resolved is not None:
+        hostname = str(resolved["hostname"])
+    else:
+        suffix = next(
+            (dns for prefix, dns in _PARTITION_SUFFIXES if region.startswith(prefix)),
+            "amazonaws.com",
+        )
+        hostname = f"xray.{region}.{suffix}"
     endpoint = f"https://{hostname}"
     logger.debug("Using Endpoint: %s", endpoint)
     return endpoint

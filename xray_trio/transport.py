@@ -1,0 +1,100 @@
+"""The HTTP client every X-Ray call goes through: uploads, telemetry and the sampling proxy.
+
+Proxy choice follows the Go daemon where it is sound and fixes it where users asked: ``-p`` /
+``ProxyAddress`` applies to every X-Ray call; without it the environment's ``HTTPS_PROXY`` /
+``HTTP_PROXY`` are used and, unlike Go (issue #12), ``NO_PROXY`` is honoured. A proxy URL that
+cannot work is refused at start-up, as Go does, rather than failing every upload later.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import urllib.parse
+from typing import TYPE_CHECKING
+
+import httpx
+
+from xray_trio.errors import StartupError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from xray_trio.config import Config
+
+_ENV_PROXIES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+_HOST_NAME = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def check_proxy_url(value: str, *, scheme_required: bool = True) -> str:
+    """Return ``value`` if it names a usable HTTP(S) proxy, else raise ``StartupError``.
+
+    The messages follow Go's ``url.Parse`` (``parse "<url>": <reason>``). httpx itself accepts
+    some of these (it percent-encodes a space in the host name), and would then fail every call.
+    ``scheme_required=False`` allows the bare ``host:port`` that curl and httpx accept in the
+    environment; Go requires a scheme everywhere, but refusing to start over an environment
+    variable other tools accept would only surprise.
+    """
+    url = value if scheme_required or "://" in value else f"http://{value}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:  # a bracketed host that is not an IPv6 address
+        raise StartupError(f'Bad proxy URL: parse "{value}": invalid IPv6 host: {exc}') from None
+    if parts.scheme not in ("http", "https"):
+        reason = (
+            "first path segment in URL cannot contain colon"
+            if "://" not in value and ":" in value
+            else f"unsupported proxy scheme {parts.scheme!r}, expected http or https"
+        )
+        raise StartupError(f'Bad proxy URL: parse "{value}": {reason}')
+    host = parts.netloc.rpartition("@")[2]
+    if host.startswith("["):
+        literal, _, port = host[1:].partition("]")
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            raise StartupError(
+                f'Bad proxy URL: parse "{value}": invalid IPv6 host {literal!r}'
+            ) from None
+    else:
+        host, _, port = host.partition(":")
+        if "%" in host:
+            raise StartupError(f'Bad proxy URL: parse "{value}": invalid URL escape in host')
+        if not _HOST_NAME.fullmatch(host):
+            raise StartupError(
+                f'Bad proxy URL: parse "{value}": invalid character in host name {host!r}'
+            )
+    port = port.removeprefix(":")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise StartupError(f'Bad proxy URL: parse "{value}": invalid port {port!r}')
+    return url
+
+
+def check_environment_proxies(env: Mapping[str, str]) -> None:
+    """Refuse to start with an environment proxy httpx would silently mangle."""
+    for name in _ENV_PROXIES:
+        if env.get(name):
+            check_proxy_url(env[name], scheme_required=False)
+
+
+def open_http_client(config: Config, env: Mapping[str, str]) -> httpx.AsyncClient:
+    """One keep-alive pool for every X-Ray call; the proxy is ``-p`` or the environment's.
+
+    The client's timeout is a backstop for reads that never end; callers put their own
+    deadlines (``trio.fail_after``) around each call.
+    """
+    proxy = check_proxy_url(config.proxy_address) if config.proxy_address else None
+    if proxy is None:
+        check_environment_proxies(env)
+    timeout = config.tuning.request_timeout_s
+    return httpx.AsyncClient(
+        # An explicit proxy makes httpx ignore the environment's proxies (NO_PROXY too, as Go
+        # does with -p); SSL_CERT_FILE/SSL_CERT_DIR still apply either way.
+        proxy=proxy,
+        trust_env=True,
+        verify=not config.no_verify_ssl,
+        timeout=httpx.Timeout(timeout),
+        limits=httpx.Limits(
+            max_connections=None, max_keepalive_connections=max(config.concurrency, 1) * 2
+        ),
+    )
