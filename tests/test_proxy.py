@@ -24,6 +24,7 @@ from botocore.credentials import Credentials
 from xray_trio.errors import StartupError
 from xray_trio.proxy import ProxyLimits, _hypercorn_config, serve_sampling_proxy
 from xray_trio.signing import CredentialSource
+from xray_trio.snapshot import ProxyCounters
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
@@ -133,6 +134,7 @@ async def start_proxy(
         credentials: CredentialSource | None = None,
         address: str = "127.0.0.1:0",
         endpoint: str = ENDPOINT,
+        counters: ProxyCounters | None = None,
     ) -> tuple[str, int] | None:
         http = httpx.AsyncClient(transport=fake)
         clients.append(http)
@@ -147,6 +149,7 @@ async def start_proxy(
                 http=http,
                 logger=logger,
                 limits=limits,
+                counters=counters,
             )
         )
         return bound
@@ -321,7 +324,8 @@ async def test_error_answers_and_compressed_bodies_are_relayed_as_they_came(
 async def test_transport_error_answers_502_and_is_logged(
     start_proxy: Callable[..., object], fake: FakeXRay, lines: Lines
 ) -> None:
-    host, port = await start_proxy()  # type: ignore[misc]
+    counters = ProxyCounters()
+    host, port = await start_proxy(counters=counters)  # type: ignore[misc]
 
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
@@ -334,6 +338,7 @@ async def test_transport_error_answers_502_and_is_logged(
         response.text == f"X-Ray endpoint {ENDPOINT} unreachable: [Errno 111] Connection refused\n"
     )
     assert "http: proxy error: [Errno 111] Connection refused" in lines.messages("ERROR")
+    assert (counters.requests, counters.errors) == (1, 1)
 
 
 async def test_an_upstream_that_does_not_answer_in_time_gets_504(

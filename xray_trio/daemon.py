@@ -132,23 +132,12 @@ async def run_daemon(
             proxy=observers.proxy,
             started_at=trio.current_time(),
         )
-        async with trio.open_nursery() as pipeline:
-            pipeline.start_soon(
-                functools.partial(
-                    run_batcher,
-                    segment_recv,
-                    [send for send, _ in batch_channels],
-                    budget=budget,
-                    tuning=tuning,
-                    logger=logger,
-                )
-            )
-            for run_sink, (_, receive) in zip(sinks, batch_channels, strict=True):
-                pipeline.start_soon(run_sink, receive)
+        # Telemetry outlives the pipeline, so its final record counts what the drain delivered.
+        async with trio.open_nursery() as reporting:
             if xray is None:
                 logger.info("No xray sink: the sampling proxy and telemetry are off")
             else:
-                pipeline.start_soon(
+                reporting.start_soon(
                     functools.partial(
                         run_daemon_telemetry,
                         xray.client,
@@ -160,39 +149,48 @@ async def run_daemon(
                         shutdown=telemetry_shutdown,
                     )
                 )
-            async with trio.open_nursery() as front:
-                front.start_soon(run_snapshots, observers.hub, take_snapshot)
-                if config.admin_address:
-                    await _start_admin(front, config, observers, take_snapshot, health, logger)
-                if xray is not None:
-                    await _start_sampling_proxy(front, config, xray, observers, logger)
-                address = await front.start(
+            async with trio.open_nursery() as pipeline:
+                pipeline.start_soon(
                     functools.partial(
-                        serve_udp,
-                        sock,
-                        segment_send,
+                        run_batcher,
+                        segment_recv,
+                        [send for send, _ in batch_channels],
                         budget=budget,
-                        counters=counters,
+                        tuning=tuning,
                         logger=logger,
-                        hub=observers.hub,
                     )
                 )
-                health.intake_up = True
-                task_status.started(address)
-                reason = await shutdown_trigger()
-                logger.debug("Shutdown Initiated. Current epoch in nanoseconds: %d", time.time_ns())
-                logger.info("Got shutdown signal: %s", reason)
-                health.intake_up = False
-                front.cancel_scope.cancel()
+                for run_sink, (_, receive) in zip(sinks, batch_channels, strict=True):
+                    pipeline.start_soon(run_sink, receive)
+                async with trio.open_nursery() as front:
+                    front.start_soon(run_snapshots, observers.hub, take_snapshot)
+                    if config.admin_address:
+                        await _start_admin(front, config, observers, take_snapshot, health, logger)
+                    if xray is not None:
+                        await _start_sampling_proxy(front, config, xray, observers, logger)
+                    address = await front.start(
+                        functools.partial(
+                            serve_udp,
+                            sock,
+                            segment_send,
+                            budget=budget,
+                            counters=counters,
+                            logger=logger,
+                            hub=observers.hub,
+                        )
+                    )
+                    health.intake_up = True
+                    task_status.started(address)
+                    reason = await shutdown_trigger()
+                    logger.debug(
+                        "Shutdown Initiated. Current epoch in nanoseconds: %d", time.time_ns()
+                    )
+                    logger.info("Got shutdown signal: %s", reason)
+                    health.intake_up = False
+                    front.cancel_scope.cancel()
+                pipeline.cancel_scope.deadline = trio.current_time() + tuning.shutdown_timeout_s
+            _count_undelivered(budget, counters, tuning.shutdown_timeout_s, logger)
             telemetry_shutdown.set()
-            pipeline.cancel_scope.deadline = trio.current_time() + tuning.shutdown_timeout_s
-    if budget.documents:
-        counters.given_up += budget.documents
-        logger.error(
-            "Shutdown deadline of %s seconds passed: %d segments were not delivered",
-            tuning.shutdown_timeout_s,
-            budget.documents,
-        )
     logger.debug(
         "Trace segment: received: %d, truncated: %d, processed: %d",
         counters.received,
@@ -200,6 +198,19 @@ async def run_daemon(
         counters.sent + counters.stdout_written,
     )
     logger.debug("Shutdown finished. Current epoch in nanoseconds: %d", time.time_ns())
+
+
+def _count_undelivered(
+    budget: ByteBudget, counters: Counters, deadline_s: float, logger: logging.Logger
+) -> None:
+    # Whatever still holds budget after the pipeline ended was cut off by the deadline.
+    if budget.documents:
+        counters.given_up += budget.documents
+        logger.error(
+            "Shutdown deadline of %s seconds passed: %d segments were not delivered",
+            deadline_s,
+            budget.documents,
+        )
 
 
 def _gauges(budget: ByteBudget, batch_queues: Sequence[trio.MemoryReceiveChannel[Batch]]) -> Gauges:
@@ -253,6 +264,7 @@ async def _start_sampling_proxy(
             credentials=xray.credentials,
             http=xray.http,
             logger=logger,
+            counters=observers.proxy,
         )
     )
 

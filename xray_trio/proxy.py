@@ -33,6 +33,7 @@ from hypercorn.utils import wrap_app
 from xray_trio.errors import StartupError, UploadError
 from xray_trio.receiver import split_host_port
 from xray_trio.signing import sign_request
+from xray_trio.snapshot import ProxyCounters
 
 if TYPE_CHECKING:
     import logging
@@ -129,6 +130,7 @@ class SamplingProxy:
         http: httpx.AsyncClient,
         logger: logging.Logger,
         limits: ProxyLimits,
+        counters: ProxyCounters,
     ) -> None:
         # Go uses only the endpoint's scheme and host; the client's path is kept as sent.
         url = httpx.URL(upstream_endpoint)
@@ -138,6 +140,7 @@ class SamplingProxy:
         self._http = http
         self._logger = logger
         self._limits = limits
+        self._counters = counters
 
     @property
     def target(self) -> str:
@@ -159,6 +162,7 @@ class SamplingProxy:
         self, scope: Any, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         self._logger.debug("Received request on HTTP Proxy server : %s", scope["path"])
+        self._counters.requests += 1
         headers = _forwarded_headers(scope["headers"])
         if int(headers.get("content-length", "0") or "0") > self._limits.max_body_bytes:
             await _respond(send, 413, "request body too large\n")
@@ -191,11 +195,13 @@ class SamplingProxy:
                 finally:
                     await response.aclose()
         except trio.TooSlowError:
+            self._counters.errors += 1
             self._logger.error("http: proxy error: no answer from %s in time", self._target)
             await _respond(send, 504, f"X-Ray endpoint {self._target} did not answer in time\n")
             return
         except httpx.HTTPError as exc:
             reason = str(exc) or type(exc).__name__
+            self._counters.errors += 1
             self._logger.error("http: proxy error: %s", reason)
             await _respond(send, 502, f"X-Ray endpoint {self._target} unreachable: {reason}\n")
             return
@@ -303,6 +309,7 @@ async def serve_sampling_proxy(
     http: httpx.AsyncClient,
     logger: logging.Logger,
     limits: ProxyLimits | None = None,
+    counters: ProxyCounters | None = None,
     task_status: trio.TaskStatus[tuple[str, int] | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the sampling proxy on ``address`` until cancelled.
@@ -319,6 +326,7 @@ async def serve_sampling_proxy(
         http=http,
         logger=logger,
         limits=limits,
+        counters=ProxyCounters() if counters is None else counters,
     )
     logger.info("HTTP Proxy server using X-Ray Endpoint : %s", app.target)
     config = _hypercorn_config(limits, logger)
