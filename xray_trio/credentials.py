@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import urllib.parse
 from typing import TYPE_CHECKING
 
 import botocore.session
@@ -23,9 +24,10 @@ from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshabl
 from botocore.exceptions import BotoCoreError, ClientError
 
 from xray_trio.errors import ErrorKind, UploadError
+from xray_trio.http1 import H11Pool, open_h11_pool
 from xray_trio.region import resolve_region, xray_endpoint
 from xray_trio.signing import CredentialSource
-from xray_trio.transport import open_http_client
+from xray_trio.transport import open_http_client, uses_proxy
 from xray_trio.xray_client import XRayClient
 
 if TYPE_CHECKING:
@@ -126,8 +128,20 @@ async def open_xray_access(
         logger.debug("Using proxy address: %s", config.proxy_address)
     http = await stack.enter_async_context(open_http_client(config, env))
     credentials = make_credential_source(role_arn=config.role_arn, region=region, limiter=limiter)
+    # Uploads and telemetry take the lean HTTP/1.1 client unless a proxy is in play, where
+    # httpx's proxy handling (CONNECT, NO_PROXY) is worth its cost.
+    transport: httpx.AsyncClient | H11Pool = http
+    if not uses_proxy(config, env):
+        origin = urllib.parse.urlsplit(endpoint)
+        transport = await stack.enter_async_context(
+            open_h11_pool(
+                f"{origin.scheme}://{origin.netloc}",
+                verify=not config.no_verify_ssl,
+                max_idle=max(config.tuning.max_upload_concurrency, config.concurrency),
+            )
+        )
     client = XRayClient(
-        http,
+        transport,
         endpoint=endpoint,
         region=region,
         credentials=credentials,

@@ -77,6 +77,11 @@ def check_environment_proxies(env: Mapping[str, str]) -> None:
             check_proxy_url(env[name], scheme_required=False)
 
 
+def uses_proxy(config: Config, env: Mapping[str, str]) -> bool:
+    """Whether any X-Ray call may go through an HTTP proxy (``-p`` or the environment)."""
+    return bool(config.proxy_address) or any(env.get(name) for name in _ENV_PROXIES)
+
+
 def open_http_client(config: Config, env: Mapping[str, str]) -> httpx.AsyncClient:
     """One keep-alive pool for every X-Ray call; the proxy is ``-p`` or the environment's.
 

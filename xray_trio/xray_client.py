@@ -13,16 +13,17 @@ import json
 import platform
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+import urllib.parse
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from xray_trio import __version__
 from xray_trio.errors import ErrorKind, UploadError
-from xray_trio.signing import sign_request
+from xray_trio.sigv4 import PostSigner
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from xray_trio.signing import CredentialSource
 
@@ -101,11 +102,11 @@ def classify_status(status: int, error_code: str) -> tuple[ErrorKind, bool]:
     return ErrorKind.OTHER, False
 
 
-def _error_code(response: httpx.Response) -> tuple[str, str]:
-    code = response.headers.get("x-amzn-errortype", "").split(":")[0]
+def _error_code(headers: Mapping[str, str], content: bytes) -> tuple[str, str]:
+    code = headers.get("x-amzn-errortype", "").split(":")[0]
     message = ""
     try:
-        payload: Any = json.loads(response.content)
+        payload: Any = json.loads(content)
     except ValueError:
         payload = None
     if isinstance(payload, dict):
@@ -114,21 +115,59 @@ def _error_code(response: httpx.Response) -> tuple[str, str]:
     return code or "UnknownError", message
 
 
+class Poster(Protocol):
+    """Sends one POST to the endpoint's origin; transport failures raise ``UploadError``."""
+
+    async def post(
+        self, target: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]: ...
+
+
+class HttpxPoster:
+    """``Poster`` over httpx, for calls that go through an HTTP proxy."""
+
+    def __init__(self, http: httpx.AsyncClient, origin: str) -> None:
+        self._http = http
+        self._origin = origin
+
+    async def post(
+        self, target: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        try:
+            response = await self._http.post(self._origin + target, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise UploadError(
+                f"https response error: {exc!r}", kind=classify_transport_error(exc), retriable=True
+            ) from exc
+        return response.status_code, dict(response.headers), response.content
+
+
 class XRayClient:
-    """Signed calls to one X-Ray endpoint over a shared keep-alive connection pool."""
+    """Signed calls to one X-Ray endpoint over a keep-alive connection pool.
+
+    ``transport`` is a ``Poster`` (the lean ``http1.H11Pool`` on the direct path) or an
+    ``httpx.AsyncClient``, used as is.
+    """
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        transport: httpx.AsyncClient | Poster,
         *,
         endpoint: str,
         region: str,
         credentials: CredentialSource,
         exec_env: str = "",
     ) -> None:
-        self._http = http
         self._endpoint = endpoint.rstrip("/")
-        self._region = region
+        parts = urllib.parse.urlsplit(self._endpoint)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        self._base_path = parts.path
+        self._poster = (
+            HttpxPoster(transport, origin)
+            if isinstance(transport, httpx.AsyncClient)
+            else transport
+        )
+        self._signer = PostSigner(host=_signed_host(parts), region=region)
         self._credentials = credentials
         self._user_agent = user_agent(exec_env)
 
@@ -151,12 +190,10 @@ class XRayClient:
         await self._call("PutTelemetryRecords", "/TelemetryRecords", body)
 
     async def _call(self, operation: str, path: str, body: bytes) -> dict[str, Any]:
-        url = self._endpoint + path
-        headers = sign_request(
+        target = urllib.parse.quote(self._base_path + path, safe="/~")
+        headers = self._signer.sign(
             await self._credentials.get(),
-            self._region,
-            method="POST",
-            url=url,
+            path=self._base_path + path,
             headers={
                 "Content-Type": "application/json",
                 "X-Amzn-Xray-Timestamp": f"{time.time():.9f}",
@@ -165,28 +202,36 @@ class XRayClient:
         )
         headers["User-Agent"] = self._user_agent
         try:
-            response = await self._http.post(url, content=body, headers=headers)
-        except httpx.TransportError as exc:
-            kind = classify_transport_error(exc)
+            status, response_headers, content = await self._poster.post(target, headers, body)
+        except UploadError as exc:
             raise UploadError(
-                f"operation error XRay: {operation}, https response error: {exc!r}",
-                kind=kind,
-                retriable=True,
+                f"operation error XRay: {operation}, {exc}",
+                kind=exc.kind,
+                retriable=exc.retriable,
             ) from exc
-        if response.status_code >= 300:
-            code, message = _error_code(response)
-            kind, retriable = classify_status(response.status_code, code)
-            request_id = response.headers.get("x-amzn-requestid", "")
+        if status >= 300:
+            code, message = _error_code(response_headers, content)
+            kind, retriable = classify_status(status, code)
+            request_id = response_headers.get("x-amzn-requestid", "")
             raise UploadError(
                 f"operation error XRay: {operation}, https response error StatusCode: "
-                f"{response.status_code}, RequestID: {request_id}, api error {code}: {message}",
+                f"{status}, RequestID: {request_id}, api error {code}: {message}",
                 kind=kind,
-                status=response.status_code,
+                status=status,
                 retriable=retriable,
-                throttled=response.status_code == 429 or "Throttl" in code,
+                throttled=status == 429 or "Throttl" in code,
             )
         try:
-            payload = json.loads(response.content or b"{}")
+            payload = json.loads(content or b"{}")
         except ValueError:
             payload = {}
         return payload if isinstance(payload, dict) else {}
+
+
+def _signed_host(parts: urllib.parse.SplitResult) -> str:
+    # The Host header as HTTP sends it: the port only when it is not the scheme's default.
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return host if parts.port in (None, default) else f"{host}:{parts.port}"
