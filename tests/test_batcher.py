@@ -155,3 +155,20 @@ async def test_a_full_sink_queue_makes_the_batcher_wait_not_drop(
         await seg_send.aclose()
         got = [batch.documents async for batch in out_recv]
     assert len(got) == 5
+
+
+async def test_with_no_sink_the_budget_comes_back_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budget = ByteBudget(10_000_000)
+    seg_send, seg_recv = trio.open_memory_channel[list[bytes]](100)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: run_batcher(
+                seg_recv, [], budget=budget, tuning=Tuning(batch_size=2), logger=LOGGER
+            )
+        )
+        await seg_send.send(_documents(budget, 5))
+        await trio.sleep(2)
+        assert (budget.used, budget.documents) == (0, 0)
+        await seg_send.aclose()

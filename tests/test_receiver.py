@@ -236,3 +236,13 @@ async def test_events_reach_a_subscriber_and_segments_only_when_asked(
     assert (rejected.reason, rejected.head) == ("missing_header", b"junk")
     dropped = next(e for e in events if isinstance(e, Dropped))
     assert (dropped.reason, dropped.count) == ("spillover", 1)
+
+
+def test_summaries_are_capped_per_second_but_refill() -> None:
+    from xray_trio.receiver import SummaryAllowance
+
+    allowance = SummaryAllowance(500)
+    assert allowance.take(400, 10.0) == 400
+    assert allowance.take(400, 10.0) == 100  # the second's allowance is spent
+    assert allowance.take(400, 10.1) == 50  # a tenth of a second refills a tenth
+    assert allowance.take(5000, 20.0) == 500  # never more than one second's worth

@@ -25,6 +25,9 @@ class Batch:
         self.cost = sum(map(len, documents)) + DOCUMENT_OVERHEAD * len(documents)
         self._budget = budget
         self._holders = holders
+        if holders == 0:
+            # No sink at all (the inspector's local-only mode): nobody will hold it.
+            budget.give_back(self.cost, len(documents))
 
     def __len__(self) -> int:
         return len(self.documents)

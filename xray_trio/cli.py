@@ -145,11 +145,11 @@ class ParsedArgs:
     show_version: bool = False
 
 
-class _HelpRequested(Exception):
+class HelpRequested(Exception):
     """``-h``, ``-help`` or ``--help`` (with any value, as in Go)."""
 
 
-class _FlagError(Exception):
+class FlagError(Exception):
     """A command line Go's ``flag`` package would refuse; the message is Go's text."""
 
 
@@ -161,20 +161,20 @@ def parse_args(argv: Sequence[str]) -> ParsedArgs:
         arg = args.pop(0)
         name = arg[2:] if arg.startswith("--") else arg[1:]
         if not name or name[0] in "-=":
-            raise _FlagError(f"bad flag syntax: {arg}")
+            raise FlagError(f"bad flag syntax: {arg}")
         name, equals, value = name.partition("=")
         flag = _FLAGS_BY_NAME.get(name)
         if flag is None:
             if name in ("h", "help"):
-                raise _HelpRequested
-            raise _FlagError(f"flag provided but not defined: -{name}")
+                raise HelpRequested
+            raise FlagError(f"flag provided but not defined: -{name}")
         if not equals:
             if flag.kind == "bool":
                 value = "true"  # a bare bool flag; `-o false` leaves "false" as a positional
             elif args:
                 value = args.pop(0)
             else:
-                raise _FlagError(f"flag needs an argument: -{name}")
+                raise FlagError(f"flag needs an argument: -{name}")
         _store(values, flag, _convert(flag, name, value))
     config_path = values.pop(_CONFIG, "")
     show_version = values.pop(_VERSION, False)
@@ -186,7 +186,7 @@ def _convert(flag: _Flag, name: str, value: str) -> object:
     if flag.kind == "bool":
         parsed = _GO_BOOLS.get(value)
         if parsed is None:
-            raise _FlagError(f"invalid boolean value {go_quote(value)} for -{name}: parse error")
+            raise FlagError(f"invalid boolean value {go_quote(value)} for -{name}: parse error")
         return parsed
     try:
         if flag.kind == "int":
@@ -196,7 +196,7 @@ def _convert(flag: _Flag, name: str, value: str) -> object:
         elif flag.kind == "address" and value:
             check_address(value)
     except ValueError as exc:
-        raise _FlagError(f"invalid value {go_quote(value)} for flag -{name}: {exc}") from None
+        raise FlagError(f"invalid value {go_quote(value)} for flag -{name}: {exc}") from None
     return value
 
 
@@ -311,10 +311,10 @@ def run(argv: list[str], *, stdout: TextIO, stderr: TextIO) -> int:
         return 1
     try:
         args = parse_args(argv)
-    except _HelpRequested:
+    except HelpRequested:
         stdout.write(USAGE)
         return 0
-    except _FlagError as exc:
+    except FlagError as exc:
         stderr.write(f"{exc}\n")
         stdout.write(USAGE)
         return 2

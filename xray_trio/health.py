@@ -82,7 +82,7 @@ class Health:
                 else now - state.last_success,
                 "last_error": state.last_error,
             }
-        if len(sink_problems) == len(self.sinks):
+        if self.sinks and len(sink_problems) == len(self.sinks):
             reasons.append("no sink is delivering" + "".join(f"; {p}" for p in sink_problems))
         body: dict[str, Any] = {"status": "unhealthy" if reasons else "ok"}
         if reasons:

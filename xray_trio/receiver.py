@@ -99,6 +99,32 @@ def _raise_receive_buffer(sock: socket.socket, size: int) -> None:
                 raise
 
 
+SEGMENT_SUMMARIES_PER_S = 500
+"""At most this many received segments a second are summarised for watchers.
+
+A summary parses the document (~20 us); no dashboard shows more than a few hundred rows a second,
+and at 20,000 segments a second summarising all of them would cost more than the daemon itself.
+"""
+
+
+class SummaryAllowance:
+    """A token bucket: how many documents of a burst may be summarised right now."""
+
+    __slots__ = ("_at", "_rate", "_tokens")
+
+    def __init__(self, per_second: float) -> None:
+        self._rate = per_second
+        self._tokens = per_second
+        self._at = 0.0
+
+    def take(self, wanted: int, now: float) -> int:
+        self._tokens = min(self._rate, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        granted = min(wanted, int(self._tokens + 1e-9))
+        self._tokens -= granted
+        return granted
+
+
 def describe_rejection(rejected: Rejected) -> str:
     """Go's Warn text for a refused datagram (it echoes the raw header bytes)."""
     header = rejected.header.decode("utf-8", "replace")
@@ -127,6 +153,7 @@ async def serve_udp(
     take = budget.try_take
     send = segments_out.send_nowait
     hub = EventHub() if hub is None else hub
+    allowance = SummaryAllowance(SEGMENT_SUMMARIES_PER_S)
     with sock:
         async with segments_out:
             logger.debug("Listening on UDP %s", _format_address(sock.getsockname()))
@@ -163,8 +190,9 @@ async def serve_udp(
                 if documents:
                     counters.accepted += len(documents)
                     if hub.wants_segments:
+                        shown = allowance.take(len(documents), trio.current_time())
                         now = time.time()
-                        for document in documents:
+                        for document in documents[:shown]:
                             hub.publish(segment_seen(document, now))
                     # Capacity is budget.max_documents, and each document holds budget, so
                     # this cannot raise WouldBlock.

@@ -28,7 +28,7 @@ DEADLINE_S = 15.0
 def local_config(**changes) -> Config:
     config = Config(
         total_buffer_size_mb=8,
-        sinks=("stdout",),
+        sinks=(),  # local-only, as choose_sinks picks without AWS
         local_mode=True,
         socket=SocketConfig(udp_address="127.0.0.1:0", tcp_address="127.0.0.1:0"),
         tuning=Tuning(idle_timeout_s=0.05, shutdown_timeout_s=5.0),
@@ -130,7 +130,7 @@ async def test_a_startup_error_is_shown_and_exits_1():
 
 def test_without_region_or_credentials_only_local_sinks_run():
     config, notice = choose_sinks(Config(), sinks_given=False, env={})
-    assert config.sinks == ("stdout",)
+    assert config.sinks == ()
     assert notice == LOCAL_ONLY_NOTICE
 
 

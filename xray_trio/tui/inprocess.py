@@ -11,22 +11,18 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import inspect
 import logging
 import os
 from collections import deque
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import botocore.session
 import trio
 
-from xray_trio import daemon as daemon_module
-from xray_trio.daemon import run_daemon
+from xray_trio.daemon import Observers, run_daemon
 from xray_trio.errors import ConfigError, StartupError
-from xray_trio.events import EventHub, Lost, run_snapshots
+from xray_trio.events import EventHub, Lost
 from xray_trio.log import GoFormatter, level_for
-from xray_trio.snapshot import Gauges, ProxyCounters, Snapshotter, UploadLatency
-from xray_trio.stats import Counters
 from xray_trio.tui.messages import Link
 
 if TYPE_CHECKING:
@@ -76,14 +72,14 @@ def choose_sinks(
     """The sinks to run under the dashboard, and a notice to show about them.
 
     Explicit ``--sink`` flags (or ``Sinks`` in a file) are kept. Otherwise X-Ray is used only
-    when a region and credentials are at hand; without them the daemon runs with its local
-    ``stdout`` sink pointed at nothing, so it works with no AWS account at all.
+    when a region and credentials are at hand; without them the daemon runs with no sink at
+    all (the dashboard is where segments go), so it works with no AWS account.
     """
     if sinks_given or not config.needs_aws:
         return config, ""
     if _aws_ready(config, env):
         return config, ""
-    return dataclasses.replace(config, sinks=("stdout",)), LOCAL_ONLY_NOTICE
+    return dataclasses.replace(config, sinks=()), LOCAL_ONLY_NOTICE
 
 
 def _aws_ready(config: Config, env: Mapping[str, str]) -> bool:
@@ -184,9 +180,6 @@ class InProcessSource:
         if self._stop_requested:
             self._stop_event.set()
         hub = EventHub()
-        counters = Counters()
-        extra = _hub_arguments(hub)
-        wired = bool(extra)
         stdout = _null_output() if "stdout" in self.config.sinks else None
         try:
             # The subscription outlives the nursery, so the pump never sees its channel close.
@@ -196,9 +189,6 @@ class InProcessSource:
             ):
                 self._scope = watchers.cancel_scope
                 watchers.start_soon(_pump, sub, feed)
-                if not wired:
-                    # Until run_daemon publishes into a hub, snapshots are taken here.
-                    watchers.start_soon(run_snapshots, hub, _snapshotter(counters))
                 daemon = functools.partial(
                     run_daemon,
                     self.config,
@@ -206,8 +196,7 @@ class InProcessSource:
                     env=self._env,
                     shutdown_trigger=functools.partial(self._wait_stop, feed),
                     stdout=stdout,
-                    counters=counters,
-                    **extra,
+                    observers=Observers(hub=hub),
                 )
                 async with trio.open_nursery() as nursery:
                     host, port = await nursery.start(daemon)
@@ -225,17 +214,6 @@ class InProcessSource:
         return "inspector quit"
 
 
-def _hub_arguments(hub: EventHub) -> dict[str, Any]:
-    """How this daemon build takes an event hub: in ``Observers``, directly, or not at all."""
-    parameters = inspect.signature(run_daemon).parameters
-    observers = getattr(daemon_module, "Observers", None)
-    if "observers" in parameters and observers is not None:
-        return {"observers": observers(hub=hub)}
-    if "hub" in parameters:
-        return {"hub": hub}
-    return {}
-
-
 async def _pump(sub: Subscription, feed: Feed) -> None:
     async for event in sub.events:
         feed.push(event)
@@ -249,16 +227,6 @@ def _drain(sub: Subscription, feed: Feed) -> None:
             feed.push(sub.events.receive_nowait())
     if sub.lost:
         feed.push(Lost(total=sub.lost))
-
-
-def _snapshotter(counters: Counters) -> Snapshotter:
-    return Snapshotter(
-        counters,
-        Gauges,
-        latency=UploadLatency(),
-        proxy=ProxyCounters(),
-        started_at=trio.current_time(),
-    )
 
 
 def _null_output() -> BinaryIO:

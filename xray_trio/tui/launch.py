@@ -66,10 +66,10 @@ def launch(argv: list[str], *, stdout: TextIO, stderr: TextIO) -> int:
     try:
         address, rest = split_attach(argv)
         args = cli.parse_args(rest)
-    except cli._HelpRequested:
+    except cli.HelpRequested:
         stdout.write(INSPECT_USAGE + cli.USAGE)
         return 0
-    except (cli._FlagError, _AttachError) as exc:
+    except (cli.FlagError, _AttachError) as exc:
         stderr.write(f"{exc}\n")
         stdout.write(INSPECT_USAGE + cli.USAGE)
         return 2
