@@ -341,8 +341,8 @@ def _run_inspect(argv: list[str], stderr: TextIO) -> int:
         module = importlib.import_module("xray_trio.tui.app")
     except ImportError as exc:
         stderr.write(
-            f"xray-trio inspect is not available ({exc}); "
-            "install it with: pip install 'xray-trio[inspect]'\n"
+            f"xray-trio inspect is not available ({exc}); reinstall xray-trio with its "
+            "dependencies (pip install xray-trio)\n"
         )
         return 1
     run_inspect: Callable[[list[str]], int] = module.run_inspect

@@ -9,5 +9,5 @@
     widgets.py    the panels;  screens.py  detail and help screens;  inspect.tcss  styles
     format.py     pure cell formatting
 
-Textual is an optional dependency (``xray-trio[inspect]``); nothing else imports this package.
+The daemon never imports this package, so Textual costs it nothing at start-up.
 """
