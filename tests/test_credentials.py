@@ -21,7 +21,7 @@ from test_proxy import check_sigv4
 from xray_trio.config import Config
 from xray_trio.credentials import ROLE_SESSION_NAME, make_credential_source
 from xray_trio.errors import ErrorKind, UploadError
-from xray_trio.transport import open_http_client
+from xray_trio.transport import HttpxTransport, open_http_client
 from xray_trio.xray_client import XRayClient, encode_trace_segments
 
 if TYPE_CHECKING:
@@ -194,7 +194,12 @@ async def test_uploads_are_signed_with_the_assumed_role(source_keys: None, sts: 
     config = Config(endpoint="", region=REGION)
     with FakeXRay() as xray:
         async with open_http_client(config, {}) as http:
-            client = XRayClient(http, endpoint=xray.url, region=REGION, credentials=source)
+            client = XRayClient(
+                HttpxTransport(http, xray.url.rstrip("/")),
+                endpoint=xray.url,
+                region=REGION,
+                credentials=source,
+            )
             assert await client.put_trace_segments(encode_trace_segments([b'{"id":"1"}'])) == []
         [upload] = xray.requests_to(TRACE_SEGMENTS)
     headers = {name.lower(): value for name, value in upload.headers}

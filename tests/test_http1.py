@@ -80,9 +80,9 @@ async def test_connections_are_kept_alive_and_reused(nursery: trio.Nursery) -> N
     port = await _serve(nursery, server, lambda s: s)
     async with open_h11_pool(f"http://127.0.0.1:{port}") as pool:
         for i in range(5):
-            status, headers, body = await pool.post("/TraceSegments", {"X-N": str(i)}, b"x" * i)
-            assert (status, body) == (200, b'{"UnprocessedTraceSegments":[]}')
-            assert headers["x-amzn-requestid"] == "r1"
+            response = await pool.request("POST", "/TraceSegments", [("X-N", str(i))], b"x" * i)
+            assert (response.status, response.body) == (200, b'{"UnprocessedTraceSegments":[]}')
+            assert response.header(b"x-amzn-requestid") == "r1"
     assert server.connections == 1
     assert server.bodies == [b"x" * i for i in range(5)]
 
@@ -95,8 +95,8 @@ async def test_a_connection_the_server_closed_while_idle_is_replaced(
     async with open_h11_pool(f"http://127.0.0.1:{port}") as pool:
         for _ in range(3):
             await trio.sleep(0.01)  # let the server's close land first, like an idle timeout
-            status, _, _ = await pool.post("/TraceSegments", {}, b"{}")
-            assert status == 200
+            response = await pool.request("POST", "/TraceSegments", [], b"{}")
+            assert response.status == 200
     assert server.connections == 3
     assert len(server.bodies) == 3  # every request delivered exactly once
 
@@ -112,17 +112,17 @@ async def test_tls_with_a_trusted_certificate(nursery: trio.Nursery) -> None:
         nursery, server, lambda s: trio.SSLStream(s, server_context, server_side=True)
     )
     pool = H11Pool(f"https://localhost:{port}", ssl_context=client_context, max_idle=4)
-    status, _, _ = await pool.post("/TraceSegments", {}, b"{}")
+    response = await pool.request("POST", "/TraceSegments", [], b"{}")
     await pool.aclose()
-    assert status == 200
+    assert response.status == 200
     # The system trust store does not know this CA: verification must fail, not be skipped.
     async with open_h11_pool(f"https://localhost:{port}") as strict:
         with pytest.raises(UploadError) as info:
-            await strict.post("/TraceSegments", {}, b"{}")
+            await strict.request("POST", "/TraceSegments", [], b"{}")
     assert info.value.retriable
     # ...unless NoVerifySSL asked for exactly that.
     async with open_h11_pool(f"https://localhost:{port}", verify=False) as lax:
-        assert (await lax.post("/TraceSegments", {}, b"{}"))[0] == 200
+        assert (await lax.request("POST", "/TraceSegments", [], b"{}")).status == 200
 
 
 async def test_a_refused_connection_is_classified() -> None:
@@ -131,7 +131,7 @@ async def test_a_refused_connection_is_classified() -> None:
         port = probe.getsockname()[1]
         async with open_h11_pool(f"http://127.0.0.1:{port}") as pool:
             with pytest.raises(UploadError) as info:
-                await pool.post("/TraceSegments", {}, b"{}")
+                await pool.request("POST", "/TraceSegments", [], b"{}")
     assert info.value.kind is ErrorKind.CONNECTION_REFUSED
 
 
@@ -145,7 +145,7 @@ async def test_a_server_that_hangs_up_mid_answer_is_an_error(nursery: trio.Nurse
     port = listeners[0].socket.getsockname()[1]
     async with open_h11_pool(f"http://127.0.0.1:{port}") as pool:
         with pytest.raises(UploadError) as info:
-            await pool.post("/TraceSegments", {}, b"{}")
+            await pool.request("POST", "/TraceSegments", [], b"{}")
     assert info.value.kind is ErrorKind.OTHER
 
 

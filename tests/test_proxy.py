@@ -11,6 +11,7 @@ import gzip
 import logging
 import re
 import socket
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from xray_trio.errors import StartupError
 from xray_trio.proxy import ProxyLimits, _hypercorn_config, serve_sampling_proxy
 from xray_trio.signing import CredentialSource
 from xray_trio.snapshot import ProxyCounters
+from xray_trio.transport import HttpxTransport
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
@@ -122,6 +124,11 @@ def fake() -> FakeXRay:
     return FakeXRay()
 
 
+def _origin(endpoint: str) -> str:
+    parts = urllib.parse.urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 @pytest.fixture
 async def start_proxy(
     nursery: trio.Nursery, fake: FakeXRay, logger: logging.Logger
@@ -146,7 +153,7 @@ async def start_proxy(
                 region=REGION,
                 credentials=credentials
                 or CredentialSource(lambda: KEYS, limiter=trio.CapacityLimiter(1)),
-                http=http,
+                transport=HttpxTransport(http, _origin(endpoint)),
                 logger=logger,
                 limits=limits,
                 counters=counters,
@@ -335,9 +342,12 @@ async def test_transport_error_answers_502_and_is_logged(
         response = await client.post(f"http://{host}:{port}/GetSamplingRules", content=b"{}")
     assert response.status_code == 502
     assert (
-        response.text == f"X-Ray endpoint {ENDPOINT} unreachable: [Errno 111] Connection refused\n"
+        response.text
+        == f"X-Ray endpoint {ENDPOINT} unreachable: ConnectError: [Errno 111] Connection refused\n"
     )
-    assert "http: proxy error: [Errno 111] Connection refused" in lines.messages("ERROR")
+    assert "http: proxy error: ConnectError: [Errno 111] Connection refused" in lines.messages(
+        "ERROR"
+    )
     assert (counters.requests, counters.errors) == (1, 1)
 
 
@@ -465,7 +475,7 @@ async def test_cancelling_closes_the_proxy_and_its_connections(
                         upstream_endpoint=ENDPOINT,
                         region=REGION,
                         credentials=CredentialSource(lambda: KEYS, limiter=trio.CapacityLimiter(1)),
-                        http=http,
+                        transport=HttpxTransport(http, _origin(ENDPOINT)),
                         logger=logger,
                     )
                 )

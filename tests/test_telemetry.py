@@ -22,6 +22,7 @@ from xray_trio.errors import ErrorKind
 from xray_trio.signing import CredentialSource
 from xray_trio.stats import Counters
 from xray_trio.telemetry import run_daemon_telemetry, run_telemetry
+from xray_trio.transport import HttpxTransport
 from xray_trio.xray_client import XRayClient
 
 EPOCH = 1_700_000_000.0
@@ -120,7 +121,7 @@ async def client(fake: FakeTelemetry) -> XRayClient:
     await credentials.get()
     http = httpx.AsyncClient(transport=httpx.MockTransport(fake))
     return XRayClient(
-        http,
+        HttpxTransport(http, "https://xray.us-west-2.amazonaws.com"),
         endpoint="https://xray.us-west-2.amazonaws.com",
         region="us-west-2",
         credentials=credentials,

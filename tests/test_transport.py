@@ -11,6 +11,7 @@ import json
 import os
 import ssl
 import threading
+import urllib.parse
 from typing import TYPE_CHECKING
 
 import pytest
@@ -20,8 +21,9 @@ from fake_xray import TRACE_SEGMENTS, FakeXRay
 
 from xray_trio.config import Config
 from xray_trio.errors import StartupError
+from xray_trio.proxies import check_proxy_url
 from xray_trio.signing import CredentialSource
-from xray_trio.transport import check_proxy_url, open_http_client
+from xray_trio.transport import HttpxTransport, open_http_client
 from xray_trio.xray_client import XRayClient, encode_trace_segments
 
 if TYPE_CHECKING:
@@ -77,7 +79,10 @@ def keys() -> CredentialSource:
 
 async def upload(config: Config, endpoint: str, keys: CredentialSource) -> None:
     async with open_http_client(config, os.environ) as http:
-        client = XRayClient(http, endpoint=endpoint, region="us-west-2", credentials=keys)
+        origin = "{0.scheme}://{0.netloc}".format(urllib.parse.urlsplit(endpoint))
+        client = XRayClient(
+            HttpxTransport(http, origin), endpoint=endpoint, region="us-west-2", credentials=keys
+        )
         assert await client.put_trace_segments(encode_trace_segments([b'{"id":"1"}'])) == []
 
 

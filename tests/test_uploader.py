@@ -19,6 +19,7 @@ from xray_trio.config import Tuning
 from xray_trio.errors import ErrorKind
 from xray_trio.signing import CredentialSource
 from xray_trio.stats import Counters
+from xray_trio.transport import HttpxTransport
 from xray_trio.uploader import Uploader, backoff_s, run_uploaders
 from xray_trio.xray_client import XRayClient, encode_trace_segments
 
@@ -64,7 +65,7 @@ def _uploader(
     http = httpx.AsyncClient(transport=httpx.MockTransport(fake.handler))
     creds = Credentials("AKIDEXAMPLE", "secret")
     client = XRayClient(
-        http,
+        HttpxTransport(http, "https://xray.us-east-1.amazonaws.com"),
         endpoint="https://xray.us-east-1.amazonaws.com",
         region="us-east-1",
         credentials=CredentialSource.static(creds),
@@ -285,7 +286,7 @@ async def test_failures_are_published_and_flip_health_until_a_success(
     fake, counters = FakeXRay([500] * 10 + [200]), Counters()
     http = httpx.AsyncClient(transport=httpx.MockTransport(fake.handler))
     client = XRayClient(
-        http,
+        HttpxTransport(http, "https://x"),
         endpoint="https://x",
         region="us-east-1",
         credentials=CredentialSource.static(Credentials("AKIDEXAMPLE", "secret")),

@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from xray_trio.errors import ErrorKind
-from xray_trio.xray_client import classify_status, classify_transport_error, user_agent
+from xray_trio.transport import classify_transport_error
+from xray_trio.xray_client import classify_status, user_agent
 
 
 def _wrapped(root: BaseException) -> httpx.TransportError:

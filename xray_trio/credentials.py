@@ -13,6 +13,7 @@ chain or a denied AssumeRole shows up on the first call that needs credentials.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import urllib.parse
@@ -24,21 +25,20 @@ from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshabl
 from botocore.exceptions import BotoCoreError, ClientError
 
 from xray_trio.errors import ErrorKind, UploadError
-from xray_trio.http1 import H11Pool, open_h11_pool
+from xray_trio.http1 import open_h11_pool
+from xray_trio.proxies import uses_proxy
 from xray_trio.region import resolve_region, xray_endpoint
 from xray_trio.signing import CredentialSource
-from xray_trio.transport import open_http_client, uses_proxy
 from xray_trio.xray_client import XRayClient
 
 if TYPE_CHECKING:
-    import contextlib
     import logging
-    from collections.abc import Callable, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
 
-    import httpx
     from botocore.credentials import Credentials
 
     from xray_trio.config import Config
+    from xray_trio.http1 import OriginTransport
     from xray_trio.signing import FrozenCredentials
 
 ROLE_SESSION_NAME = "xray-daemon"
@@ -103,6 +103,32 @@ def make_credential_source(
     return GuardedCredentialSource(resolve, limiter=limiter)
 
 
+@contextlib.asynccontextmanager
+async def open_origin_transport(
+    config: Config, env: Mapping[str, str], endpoint: str, logger: logging.Logger
+) -> AsyncIterator[OriginTransport]:
+    """Connections to X-Ray's origin: the lean HTTP/1.1 pool, or httpx when a proxy is in play.
+
+    httpx (and its ~3.5 MB client) is imported only then.
+    """
+    parts = urllib.parse.urlsplit(endpoint)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    if uses_proxy(config, env):
+        from xray_trio.transport import HttpxTransport, open_http_client
+
+        if config.proxy_address:
+            logger.debug("Using proxy address: %s", config.proxy_address)
+        async with open_http_client(config, env) as http:
+            yield HttpxTransport(http, origin)
+        return
+    async with open_h11_pool(
+        origin,
+        verify=not config.no_verify_ssl,
+        max_idle=max(config.tuning.max_upload_concurrency, config.concurrency),
+    ) as pool:
+        yield pool
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class XRayAccess:
     """What every task that calls X-Ray as the daemon shares: uploaders, telemetry, proxy."""
@@ -110,7 +136,8 @@ class XRayAccess:
     region: str
     endpoint: str
     credentials: CredentialSource
-    http: httpx.AsyncClient
+    transport: OriginTransport
+    """The keep-alive connections to X-Ray's origin, shared by uploads, telemetry and proxy."""
     client: XRayClient
 
 
@@ -124,22 +151,10 @@ async def open_xray_access(
     """Resolve region and endpoint (in a thread: IMDS), open the HTTP client on ``stack``."""
     region = await trio.to_thread.run_sync(resolve_region, config, logger, env, limiter=limiter)
     endpoint = await trio.to_thread.run_sync(xray_endpoint, config, region, logger, limiter=limiter)
-    if config.proxy_address:
-        logger.debug("Using proxy address: %s", config.proxy_address)
-    http = await stack.enter_async_context(open_http_client(config, env))
     credentials = make_credential_source(role_arn=config.role_arn, region=region, limiter=limiter)
-    # Uploads and telemetry take the lean HTTP/1.1 client unless a proxy is in play, where
-    # httpx's proxy handling (CONNECT, NO_PROXY) is worth its cost.
-    transport: httpx.AsyncClient | H11Pool = http
-    if not uses_proxy(config, env):
-        origin = urllib.parse.urlsplit(endpoint)
-        transport = await stack.enter_async_context(
-            open_h11_pool(
-                f"{origin.scheme}://{origin.netloc}",
-                verify=not config.no_verify_ssl,
-                max_idle=max(config.tuning.max_upload_concurrency, config.concurrency),
-            )
-        )
+    transport = await stack.enter_async_context(
+        open_origin_transport(config, env, endpoint, logger)
+    )
     client = XRayClient(
         transport,
         endpoint=endpoint,
@@ -147,4 +162,4 @@ async def open_xray_access(
         credentials=credentials,
         exec_env=env.get("AWS_EXECUTION_ENV", ""),
     )
-    return XRayAccess(region, endpoint, credentials, http, client)
+    return XRayAccess(region, endpoint, credentials, transport, client)

@@ -30,7 +30,6 @@ from xray_trio import __version__
 from xray_trio.batch import Batch
 from xray_trio.batcher import run_batcher
 from xray_trio.budget import MIB, MIN_BUFFER_MB, ByteBudget, buffer_memory_mb, total_ram_bytes
-from xray_trio.credentials import XRayAccess, open_xray_access
 from xray_trio.errors import StartupError
 from xray_trio.events import EventHub, run_snapshots
 from xray_trio.health import Health
@@ -38,14 +37,13 @@ from xray_trio.receiver import bind_udp, serve_udp
 from xray_trio.snapshot import Gauges, ProxyCounters, Snapshotter, UploadLatency
 from xray_trio.stats import Counters
 from xray_trio.stdout_sink import run_stdout_sink
-from xray_trio.telemetry import run_daemon_telemetry
-from xray_trio.uploader import Uploader, run_uploaders
 
 if TYPE_CHECKING:
     import logging
     from collections.abc import AsyncIterator, Mapping, Sequence
 
     from xray_trio.config import Config
+    from xray_trio.credentials import XRayAccess
 
 NOT_ENOUGH_MEMORY = (
     f"Not enough Buffers Memory Allocated. Min Buffers Memory required: {MIN_BUFFER_MB} MB."
@@ -137,6 +135,8 @@ async def run_daemon(
             if xray is None:
                 logger.info("No xray sink: the sampling proxy and telemetry are off")
             else:
+                from xray_trio.telemetry import run_daemon_telemetry
+
                 reporting.start_soon(
                     functools.partial(
                         run_daemon_telemetry,
@@ -262,7 +262,7 @@ async def _start_sampling_proxy(
             upstream_endpoint=xray.endpoint,
             region=xray.region,
             credentials=xray.credentials,
-            http=xray.http,
+            transport=xray.transport,
             logger=logger,
             counters=observers.proxy,
         )
@@ -287,6 +287,10 @@ async def _open_sinks(
     async with contextlib.AsyncExitStack() as stack:
         for name in config.sinks:
             if name == "xray":
+                # Imported here: botocore (~12 MB) loads only when the daemon talks to AWS.
+                from xray_trio.credentials import open_xray_access
+                from xray_trio.uploader import Uploader, run_uploaders
+
                 xray = await open_xray_access(config, logger, env, limiter, stack)
                 uploader = Uploader(
                     xray.client,

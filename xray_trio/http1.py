@@ -1,21 +1,24 @@
-"""A lean HTTP/1.1 client for the upload hot path: h11 over trio streams, keep-alive pooled.
+"""A lean HTTP/1.1 client for calls to X-Ray: h11 over trio streams, keep-alive pooled.
 
 httpx costs about 560 us of CPU per PutTraceSegments call on this machine (its layers of
 request/response models, anyio and httpcore); h11 over a bare trio stream costs about 140 us.
 At 400 batches a second that is the difference between 22 % of a core and 6 %. This client
-does only what the daemon's own calls need: POST with a body of known length to one origin,
-connections reused while the server keeps them, TLS with the system's trust store. Calls that
-go through an HTTP proxy use httpx instead (``xray_client.HttpxPoster``).
+does only what the daemon's calls need: one request with a complete body to one origin,
+connections reused while the server keeps them, TLS with the system's trust store, and the
+answer's raw bytes (a compressed body stays compressed, for the sampling proxy to relay).
+Calls that go through an HTTP proxy use httpx instead (``transport.HttpxTransport``), which is
+only imported then.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import socket
 import ssl
 import urllib.parse
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import h11
 import trio
@@ -23,10 +26,33 @@ import trio
 from xray_trio.errors import ErrorKind, UploadError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Sequence
 
 _READ_SIZE = 65536
 _TRANSPORT_ERRORS = (OSError, trio.BrokenResourceError, h11.ProtocolError, ssl.SSLError)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    """As received, names lower-cased (HTTP names are case-insensitive)."""
+    body: bytes
+
+    def header(self, name: bytes) -> str:
+        """The first value of header ``name`` (lower-case), or ``""``."""
+        for key, value in self.headers:
+            if key == name:
+                return value.decode("latin-1")
+        return ""
+
+
+class OriginTransport(Protocol):
+    """One HTTP exchange with the X-Ray origin; transport failures raise ``UploadError``."""
+
+    async def request(
+        self, method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes
+    ) -> Response: ...
 
 
 class _Connection:
@@ -55,19 +81,21 @@ class H11Pool:
         default_port = 443 if self._tls else 80
         self._host_header = parts.netloc if parts.port not in (None, default_port) else self._host
 
-    async def post(
-        self, target: str, headers: Mapping[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
-        """POST ``body`` to ``target`` (path); return status, lower-cased headers and body.
+    async def request(
+        self, method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes
+    ) -> Response:
+        """Send one request for ``target`` (path and query) and read the whole answer.
 
         Transport failures raise ``UploadError`` classified for telemetry. A kept-alive
         connection that the server closed while it sat idle is replaced by a fresh one; the
         request had not reached the server, so sending it again is safe.
         """
-        fields = [*headers.items(), ("Content-Length", str(len(body)))]
-        if not any(name.lower() == "host" for name in headers):
+        fields = [(name, value) for name, value in headers if name.lower() != "content-length"]
+        if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            fields.append(("Content-Length", str(len(body))))
+        if not any(name.lower() == "host" for name, _ in fields):
             fields.append(("Host", self._host_header))
-        request = h11.Request(method="POST", target=target, headers=fields)
+        request = h11.Request(method=method, target=target, headers=fields)
         while self._idle:
             try:
                 return await self._exchange(self._idle.pop(), request, body, reused=True)
@@ -86,7 +114,11 @@ class H11Pool:
         except _TRANSPORT_ERRORS as exc:
             raise _transport_error(exc) from exc
         if self._tls:
-            context = self._ssl_context or ssl.create_default_context()
+            if self._ssl_context is None:
+                # Made on first use: loading the trust store costs ~2 MB that an http://
+                # endpoint never needs.
+                self._ssl_context = ssl.create_default_context()
+            context = self._ssl_context
             tls = trio.SSLStream(stream, context, server_hostname=self._host)
             try:
                 await tls.do_handshake()
@@ -100,7 +132,7 @@ class H11Pool:
 
     async def _exchange(
         self, connection: _Connection, request: h11.Request, body: bytes, *, reused: bool
-    ) -> tuple[int, dict[str, str], bytes]:
+    ) -> Response:
         conn = connection.h11
         answered = False
         try:
@@ -113,16 +145,18 @@ class H11Pool:
                     )
                 )
             )
-            status, headers, chunks = 0, {}, []
+            status, headers, chunks = 0, [], []
             while True:
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
                     data = bytes(await connection.stream.receive_some(_READ_SIZE))
                     answered = answered or bool(data)
                     conn.receive_data(data)
-                elif isinstance(event, h11.Response):
+                elif isinstance(event, (h11.Response, h11.InformationalResponse)):
+                    if event.status_code < 200:
+                        continue  # 100 Continue and friends: the real answer follows
                     status = event.status_code
-                    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in event.headers}
+                    headers = list(event.headers)
                 elif isinstance(event, h11.Data):
                     chunks.append(bytes(event.data))
                 elif isinstance(event, h11.EndOfMessage):
@@ -141,9 +175,9 @@ class H11Pool:
             conn.start_next_cycle()
             if len(self._idle) < self._max_idle:
                 self._idle.append(connection)
-                return status, headers, b"".join(chunks)
+                return Response(status, headers, b"".join(chunks))
         await trio.aclose_forcefully(connection.stream)
-        return status, headers, b"".join(chunks)
+        return Response(status, headers, b"".join(chunks))
 
 
 class _StaleConnection(Exception):
@@ -153,36 +187,46 @@ class _StaleConnection(Exception):
 def _transport_error(exc: BaseException) -> UploadError:
     if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ is not None:
         exc = exc.__cause__  # the TLS or socket error that broke the stream says more
-    if isinstance(exc, socket.gaierror):
-        kind = ErrorKind.UNKNOWN_HOST
-    elif (
-        isinstance(exc, ConnectionRefusedError) or getattr(exc, "errno", None) == errno.ECONNREFUSED
-    ) or (isinstance(exc, OSError) and _group_has_refusal(exc)):
-        kind = ErrorKind.CONNECTION_REFUSED
-    else:
-        kind = ErrorKind.OTHER
     return UploadError(
-        f"https response error: {type(exc).__name__}: {exc}", kind=kind, retriable=True
+        f"{type(exc).__name__}: {exc}",
+        kind=classify_network_error(exc),
+        retriable=True,
     )
 
 
-def _group_has_refusal(exc: OSError) -> bool:
-    # trio.open_tcp_stream reports every address it tried in one OSError with a group cause.
-    cause = exc.__cause__
-    if isinstance(cause, BaseExceptionGroup):
-        return any(
-            isinstance(e, ConnectionRefusedError) or getattr(e, "errno", None) == errno.ECONNREFUSED
-            for e in cause.exceptions
-        )
-    return False
+def classify_network_error(exc: BaseException) -> ErrorKind:
+    """The telemetry bucket of a failed connection or exchange.
+
+    The root cause may sit behind wrappers: httpcore's errors, or the single OSError that
+    ``trio.open_tcp_stream`` (and anyio) raise for "all attempts to connect failed", whose
+    cause or context is a group of the per-address errors.
+    """
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        cause = pending.pop()
+        if id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        if isinstance(cause, socket.gaierror):
+            return ErrorKind.UNKNOWN_HOST
+        if isinstance(cause, ConnectionRefusedError) or (
+            isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
+        ):
+            return ErrorKind.CONNECTION_REFUSED
+        if isinstance(cause, BaseExceptionGroup):
+            pending.extend(cause.exceptions)
+        pending.extend(c for c in (cause.__cause__, cause.__context__) if c is not None)
+    return ErrorKind.OTHER
 
 
 @asynccontextmanager
 async def open_h11_pool(
     origin: str, *, verify: bool = True, max_idle: int = 16
 ) -> AsyncIterator[H11Pool]:
-    context = ssl.create_default_context()
+    context = None
     if not verify:
+        context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     pool = H11Pool(origin, ssl_context=context, max_idle=max_idle)

@@ -21,7 +21,6 @@ import socket
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import hypercorn.logging
 import trio
 from botocore.exceptions import BotoCoreError
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
 
     from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
+    from xray_trio.http1 import OriginTransport
     from xray_trio.signing import CredentialSource
 
 _HOP_BY_HOP = frozenset(
@@ -56,8 +56,8 @@ _HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-# Set again for the upstream request: Host and length by httpx, the signature by us. Expect is
-# dropped because hypercorn has already answered any 100-continue.
+# Set again for the upstream request: Host and length by the transport, the signature by us.
+# Expect is dropped because hypercorn has already answered any 100-continue.
 _REPLACED = frozenset(
     {
         "host",
@@ -127,17 +127,17 @@ class SamplingProxy:
         upstream_endpoint: str,
         region: str,
         credentials: CredentialSource,
-        http: httpx.AsyncClient,
+        transport: OriginTransport,
         logger: logging.Logger,
         limits: ProxyLimits,
         counters: ProxyCounters,
     ) -> None:
         # Go uses only the endpoint's scheme and host; the client's path is kept as sent.
-        url = httpx.URL(upstream_endpoint)
-        self._target = f"{url.scheme}://{url.netloc.decode('ascii')}"
+        parts = urllib.parse.urlsplit(upstream_endpoint)
+        self._target = f"{parts.scheme}://{parts.netloc}"
         self._region = region
         self._credentials = credentials
-        self._http = http
+        self._transport = transport
         self._logger = logger
         self._limits = limits
         self._counters = counters
@@ -180,43 +180,35 @@ class SamplingProxy:
             headers.pop(name, None)
         # Bytes as the client sent them. HTTP/1.1 parsing refuses non-ASCII targets; h2c does
         # not, so those bytes are escaped rather than left to fail the request.
-        url = self._target + urllib.parse.quote_from_bytes(scope["raw_path"], safe=_URL_SAFE)
+        target = urllib.parse.quote_from_bytes(scope["raw_path"], safe=_URL_SAFE)
         if scope["query_string"]:
-            url += "?" + urllib.parse.quote_from_bytes(scope["query_string"], safe=_URL_SAFE)
+            target += "?" + urllib.parse.quote_from_bytes(scope["query_string"], safe=_URL_SAFE)
         method: str = scope["method"]
-        signed = await self._sign(method, url, headers, body)
-        request = httpx.Request(method, url, headers=signed, content=body)
+        signed = await self._sign(method, self._target + target, headers, body)
         try:
             with trio.fail_after(self._limits.upstream_timeout_s):
-                response = await self._http.send(request, stream=True)
-                try:
-                    # Raw bytes: a compressed answer is relayed compressed, with its headers.
-                    content = b"".join([chunk async for chunk in response.aiter_raw()])
-                finally:
-                    await response.aclose()
+                response = await self._transport.request(method, target, list(signed.items()), body)
         except trio.TooSlowError:
             self._counters.errors += 1
             self._logger.error("http: proxy error: no answer from %s in time", self._target)
             await _respond(send, 504, f"X-Ray endpoint {self._target} did not answer in time\n")
             return
-        except httpx.HTTPError as exc:
-            reason = str(exc) or type(exc).__name__
+        except UploadError as exc:
+            reason = str(exc)
             self._counters.errors += 1
             self._logger.error("http: proxy error: %s", reason)
             await _respond(send, 502, f"X-Ray endpoint {self._target} unreachable: {reason}\n")
             return
         relayed = [
             (name, value)
-            for name, value in response.headers.raw
-            if name.lower().decode("latin-1") not in _HOP_BY_HOP
-            and (method == "HEAD" or name.lower() != b"content-length")
+            for name, value in response.headers
+            if name.decode("latin-1") not in _HOP_BY_HOP
+            and (method == "HEAD" or name != b"content-length")
         ]
         if method != "HEAD":
-            relayed.append((b"content-length", str(len(content)).encode()))
-        await send(
-            {"type": "http.response.start", "status": response.status_code, "headers": relayed}
-        )
-        await send({"type": "http.response.body", "body": content, "more_body": False})
+            relayed.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": relayed})
+        await send({"type": "http.response.body", "body": response.body, "more_body": False})
 
     async def _sign(
         self, method: str, url: str, headers: dict[str, str], body: bytes
@@ -306,7 +298,7 @@ async def serve_sampling_proxy(
     upstream_endpoint: str,
     region: str,
     credentials: CredentialSource,
-    http: httpx.AsyncClient,
+    transport: OriginTransport,
     logger: logging.Logger,
     limits: ProxyLimits | None = None,
     counters: ProxyCounters | None = None,
@@ -323,7 +315,7 @@ async def serve_sampling_proxy(
         upstream_endpoint=upstream_endpoint,
         region=region,
         credentials=credentials,
-        http=http,
+        transport=transport,
         logger=logger,
         limits=limits,
         counters=ProxyCounters() if counters is None else counters,

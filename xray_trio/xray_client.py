@@ -8,23 +8,20 @@ misses). Request bodies are built once per batch from the raw documents; they ar
 from __future__ import annotations
 
 import dataclasses
-import errno
 import json
 import platform
-import socket
 import time
 import urllib.parse
-from typing import TYPE_CHECKING, Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from xray_trio import __version__
 from xray_trio.errors import ErrorKind, UploadError
 from xray_trio.sigv4 import PostSigner
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
+    from xray_trio.http1 import OriginTransport, Response
     from xray_trio.signing import CredentialSource
 
 _RETRIABLE_4XX_CODES = frozenset(
@@ -68,31 +65,6 @@ def user_agent(exec_env: str) -> str:
     )
 
 
-def classify_transport_error(exc: httpx.TransportError) -> ErrorKind:
-    """Which telemetry bucket a request that got no response counts in."""
-    if isinstance(exc, httpx.TimeoutException):
-        return ErrorKind.TIMEOUT
-    # The root cause hides behind httpcore's error and, on trio, anyio's "all attempts to
-    # connect failed" OSError whose context is a group of the per-address errors.
-    pending: list[BaseException] = [exc]
-    seen: set[int] = set()
-    while pending:
-        cause = pending.pop()
-        if id(cause) in seen:
-            continue
-        seen.add(id(cause))
-        if isinstance(cause, socket.gaierror):
-            return ErrorKind.UNKNOWN_HOST
-        if isinstance(cause, ConnectionRefusedError) or (
-            isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
-        ):
-            return ErrorKind.CONNECTION_REFUSED
-        if isinstance(cause, BaseExceptionGroup):
-            pending.extend(cause.exceptions)
-        pending.extend(c for c in (cause.__cause__, cause.__context__) if c is not None)
-    return ErrorKind.OTHER
-
-
 def classify_status(status: int, error_code: str) -> tuple[ErrorKind, bool]:
     """The bucket of an error response, and whether the same request may succeed later."""
     if status >= 500:
@@ -102,11 +74,11 @@ def classify_status(status: int, error_code: str) -> tuple[ErrorKind, bool]:
     return ErrorKind.OTHER, False
 
 
-def _error_code(headers: Mapping[str, str], content: bytes) -> tuple[str, str]:
-    code = headers.get("x-amzn-errortype", "").split(":")[0]
+def _error_code(response: Response) -> tuple[str, str]:
+    code = response.header(b"x-amzn-errortype").split(":")[0]
     message = ""
     try:
-        payload: Any = json.loads(content)
+        payload: Any = json.loads(response.body)
     except ValueError:
         payload = None
     if isinstance(payload, dict):
@@ -115,43 +87,16 @@ def _error_code(headers: Mapping[str, str], content: bytes) -> tuple[str, str]:
     return code or "UnknownError", message
 
 
-class Poster(Protocol):
-    """Sends one POST to the endpoint's origin; transport failures raise ``UploadError``."""
-
-    async def post(
-        self, target: str, headers: Mapping[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], bytes]: ...
-
-
-class HttpxPoster:
-    """``Poster`` over httpx, for calls that go through an HTTP proxy."""
-
-    def __init__(self, http: httpx.AsyncClient, origin: str) -> None:
-        self._http = http
-        self._origin = origin
-
-    async def post(
-        self, target: str, headers: Mapping[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
-        try:
-            response = await self._http.post(self._origin + target, content=body, headers=headers)
-        except httpx.TransportError as exc:
-            raise UploadError(
-                f"https response error: {exc!r}", kind=classify_transport_error(exc), retriable=True
-            ) from exc
-        return response.status_code, dict(response.headers), response.content
-
-
 class XRayClient:
     """Signed calls to one X-Ray endpoint over a keep-alive connection pool.
 
-    ``transport`` is a ``Poster`` (the lean ``http1.H11Pool`` on the direct path) or an
-    ``httpx.AsyncClient``, used as is.
+    ``transport`` talks to the endpoint's origin: ``http1.H11Pool`` directly, or
+    ``transport.HttpxTransport`` through an HTTP proxy.
     """
 
     def __init__(
         self,
-        transport: httpx.AsyncClient | Poster,
+        transport: OriginTransport,
         *,
         endpoint: str,
         region: str,
@@ -160,13 +105,8 @@ class XRayClient:
     ) -> None:
         self._endpoint = endpoint.rstrip("/")
         parts = urllib.parse.urlsplit(self._endpoint)
-        origin = f"{parts.scheme}://{parts.netloc}"
         self._base_path = parts.path
-        self._poster = (
-            HttpxPoster(transport, origin)
-            if isinstance(transport, httpx.AsyncClient)
-            else transport
-        )
+        self._transport = transport
         self._signer = PostSigner(host=_signed_host(parts), region=region)
         self._credentials = credentials
         self._user_agent = user_agent(exec_env)
@@ -202,17 +142,18 @@ class XRayClient:
         )
         headers["User-Agent"] = self._user_agent
         try:
-            status, response_headers, content = await self._poster.post(target, headers, body)
+            response = await self._transport.request("POST", target, list(headers.items()), body)
         except UploadError as exc:
             raise UploadError(
-                f"operation error XRay: {operation}, {exc}",
+                f"operation error XRay: {operation}, https response error: {exc}",
                 kind=exc.kind,
                 retriable=exc.retriable,
             ) from exc
+        status = response.status
         if status >= 300:
-            code, message = _error_code(response_headers, content)
+            code, message = _error_code(response)
             kind, retriable = classify_status(status, code)
-            request_id = response_headers.get("x-amzn-requestid", "")
+            request_id = response.header(b"x-amzn-requestid")
             raise UploadError(
                 f"operation error XRay: {operation}, https response error StatusCode: "
                 f"{status}, RequestID: {request_id}, api error {code}: {message}",
@@ -222,7 +163,7 @@ class XRayClient:
                 throttled=status == 429 or "Throttl" in code,
             )
         try:
-            payload = json.loads(content or b"{}")
+            payload = json.loads(response.body or b"{}")
         except ValueError:
             payload = {}
         return payload if isinstance(payload, dict) else {}
