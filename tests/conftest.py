@@ -8,6 +8,7 @@ not trip over each other (enabling trio mode globally would capture the Textual 
 from __future__ import annotations
 
 import inspect
+import sys
 import os
 
 import pytest
@@ -52,3 +53,11 @@ def _clean_environ(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Close the socket of the SDK's global recorder, opened when aws_xray_sdk.core is imported."""
+
+    core = sys.modules.get("aws_xray_sdk.core")
+    if core is not None:
+        core.xray_recorder.emitter._socket.close()
