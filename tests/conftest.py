@@ -8,8 +8,8 @@ not trip over each other (enabling trio mode globally would capture the Textual 
 from __future__ import annotations
 
 import inspect
-import sys
 import os
+import sys
 
 import pytest
 
