@@ -192,6 +192,11 @@ class FakeXRay:
         with self._lock:
             self._scripts[path].extend(replies)
 
+    def recover(self, path: str = TRACE_SEGMENTS) -> None:
+        """Drop the replies still scripted for ``path``: from now on it answers normally."""
+        with self._lock:
+            self._scripts[path].clear()
+
     def fail_next(self, n: int, status: int = 500, path: str = TRACE_SEGMENTS) -> None:
         self.script(path, *[Reply.error(status)] * n)
 

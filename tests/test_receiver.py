@@ -68,7 +68,7 @@ class Harness:
 async def _settle(harness: Harness, expected_received: int) -> None:
     # The counters are plain ints with no change event; poll them briefly in real time.
     with trio.fail_after(5):
-        while harness.counters.received < expected_received:  # noqa: ASYNC110
+        while harness.counters.received < expected_received:
             await trio.sleep(0.001)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import gc
 import os
 import random
 import signal
@@ -180,6 +181,7 @@ async def run_daemon(
                         )
                     )
                     health.intake_up = True
+                    _settle_memory()
                     task_status.started(address)
                     reason = await shutdown_trigger()
                     logger.debug(
@@ -198,6 +200,13 @@ async def run_daemon(
         counters.sent + counters.stdout_written,
     )
     logger.debug("Shutdown finished. Current epoch in nanoseconds: %d", time.time_ns())
+
+
+def _settle_memory() -> None:
+    # Start-up (imports, botocore's data files) leaves megabytes of garbage in cycles; collect
+    # it once, then freeze what is left so later collections skip these long-lived objects.
+    gc.collect()
+    gc.freeze()
 
 
 def _count_undelivered(

@@ -102,7 +102,12 @@ def render_metrics(snap: Snapshot) -> str:
         ],
     )
     one("buffer_limit_bytes", "gauge", "Size of the buffer budget.", snap.budget_total_bytes)
-    one("segments_queued", "gauge", "Documents waiting for the batcher.", snap.segments_queued)
+    one(
+        "segments_queued",
+        "gauge",
+        "Documents held in the buffer budget: received, not yet delivered or given up.",
+        snap.segments_queued,
+    )
     one("batches_queued", "gauge", "Batches waiting for a sink.", snap.batches_queued)
     lines.extend(_histogram(snap))
     one(

@@ -40,7 +40,9 @@ _TRACE_ID = re.compile(rb'"trace_id"\s*:\s*"([^"]*)"')
 
 def backoff_s(attempt: int, tuning: Tuning, rng: random.Random) -> float:
     """Full-jitter exponential back-off before retry number ``attempt`` (1-based)."""
-    ceiling = min(tuning.retry_max_s, tuning.retry_base_s * 2 ** (attempt - 1))
+    # The exponent is capped: past a few dozen doublings every ceiling is retry_max_s anyway,
+    # and 2.0 ** 1100 would overflow a float.
+    ceiling = min(tuning.retry_max_s, tuning.retry_base_s * 2.0 ** min(attempt - 1, 64))
     return rng.uniform(0, ceiling)
 
 

@@ -66,7 +66,7 @@ class EventServer:
 
 async def wait_for(condition, what: str) -> None:
     async with asyncio.timeout(DEADLINE_S):
-        while not condition():  # noqa: ASYNC110 - polls another component's state
+        while not condition():
             await asyncio.sleep(0.01)
 
 

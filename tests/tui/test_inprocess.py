@@ -38,7 +38,7 @@ def local_config(**changes) -> Config:
 
 async def wait_for(condition, what: str) -> None:
     async with asyncio.timeout(DEADLINE_S):
-        while not condition():  # noqa: ASYNC110 - polls another component's state
+        while not condition():
             await asyncio.sleep(0.02)
 
 
