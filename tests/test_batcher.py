@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+from typing import TYPE_CHECKING
 
 import trio
 import trio.testing
@@ -11,6 +14,9 @@ from xray_trio.batch import Batch
 from xray_trio.batcher import LOW_BUDGET_BYTES, run_batcher
 from xray_trio.budget import ByteBudget, document_cost
 from xray_trio.config import Tuning
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 LOGGER = logging.Logger("test")
 
@@ -31,25 +37,36 @@ async def _collect(
             batch.release()
 
 
-async def test_full_batches_go_at_once_and_the_rest_after_one_idle_second(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    budget = ByteBudget(10_000_000)
+@contextlib.asynccontextmanager
+async def running_batcher(
+    budget: ByteBudget, tuning: Tuning
+) -> AsyncIterator[tuple[trio.MemorySendChannel[list[bytes]], list[tuple[float, list[bytes]]]]]:
+    """A batcher feeding one collecting sink; yields its input and what the sink got (when)."""
     seg_send, seg_recv = trio.open_memory_channel[list[bytes]](100)
     out_send, out_recv = trio.open_memory_channel[Batch](20)
     got: list[tuple[float, list[bytes]]] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_collect, out_recv, got)
         nursery.start_soon(
-            lambda: run_batcher(seg_recv, [out_send], budget=budget, tuning=Tuning(), logger=LOGGER)
+            functools.partial(
+                run_batcher, seg_recv, [out_send], budget=budget, tuning=tuning, logger=LOGGER
+            )
         )
+        async with seg_send:
+            yield seg_send, got
+
+
+async def test_full_batches_go_at_once_and_the_rest_after_one_idle_second(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    budget = ByteBudget(10_000_000)
+    async with running_batcher(budget, Tuning()) as (seg_send, got):
         await trio.sleep(0.25)
         docs = _documents(budget, 120)
         await seg_send.send(docs)
         await trio.sleep(5)
         assert [(t, len(b)) for t, b in got] == [(0.25, 50), (0.25, 50), (1.25, 20)]
         assert [d for _, b in got for d in b] == docs  # order kept, nothing lost
-        await seg_send.aclose()
     assert budget.used == 0
 
 
@@ -57,18 +74,10 @@ async def test_idle_timer_rearms_after_each_send_not_each_document(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     budget = ByteBudget(10_000_000)
-    seg_send, seg_recv = trio.open_memory_channel[list[bytes]](100)
-    out_send, out_recv = trio.open_memory_channel[Batch](20)
-    got: list[tuple[float, list[bytes]]] = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_collect, out_recv, got)
-        nursery.start_soon(
-            lambda: run_batcher(seg_recv, [out_send], budget=budget, tuning=Tuning(), logger=LOGGER)
-        )
+    async with running_batcher(budget, Tuning()) as (seg_send, got):
         for _ in range(4):  # a trickle every 0.4 s must not postpone the flush forever
             await seg_send.send(_documents(budget, 1))
             await trio.sleep(0.4)
-        await seg_send.aclose()
     assert [(t, len(b)) for t, b in got] == [(1.0, 3), (1.6, 1)]
 
 
@@ -76,17 +85,9 @@ async def test_end_of_input_flushes_the_partial_batch_at_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     budget = ByteBudget(10_000_000)
-    seg_send, seg_recv = trio.open_memory_channel[list[bytes]](100)
-    out_send, out_recv = trio.open_memory_channel[Batch](20)
-    got: list[tuple[float, list[bytes]]] = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_collect, out_recv, got)
-        nursery.start_soon(
-            lambda: run_batcher(seg_recv, [out_send], budget=budget, tuning=Tuning(), logger=LOGGER)
-        )
+    async with running_batcher(budget, Tuning()) as (seg_send, got):
         await seg_send.send(_documents(budget, 7))
         await trio.sleep(0.1)
-        await seg_send.aclose()
     assert [(t, len(b)) for t, b in got] == [(0.1, 7)]
 
 
@@ -94,18 +95,10 @@ async def test_low_budget_flushes_a_partial_batch_early(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     budget = ByteBudget(LOW_BUDGET_BYTES + 1000)
-    seg_send, seg_recv = trio.open_memory_channel[list[bytes]](100)
-    out_send, out_recv = trio.open_memory_channel[Batch](20)
-    got: list[tuple[float, list[bytes]]] = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_collect, out_recv, got)
-        nursery.start_soon(
-            lambda: run_batcher(seg_recv, [out_send], budget=budget, tuning=Tuning(), logger=LOGGER)
-        )
+    async with running_batcher(budget, Tuning()) as (seg_send, got):
         await seg_send.send(_documents(budget, 3, size=5000))
         await trio.sleep(0.01)
         assert [(t, len(b)) for t, b in got] == [(0.0, 3)]
-        await seg_send.aclose()
 
 
 async def test_every_sink_gets_every_batch_and_budget_returns_after_the_last(

@@ -7,8 +7,6 @@ role's keys, which only the STS fake handed out.
 from __future__ import annotations
 
 import datetime
-import http.server
-import threading
 import urllib.parse
 from typing import TYPE_CHECKING
 
@@ -18,6 +16,7 @@ from botocore.credentials import Credentials
 from fake_xray import TRACE_SEGMENTS, FakeXRay
 from test_proxy import check_sigv4
 
+from tests.loopback import LoopbackServer, QuietHandler
 from xray_trio.config import Config
 from xray_trio.credentials import ROLE_SESSION_NAME, make_credential_source
 from xray_trio.errors import ErrorKind, UploadError
@@ -54,7 +53,7 @@ ACCESS_DENIED = """<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-1
 </ErrorResponse>"""
 
 
-class FakeSTS:
+class FakeSTS(LoopbackServer):
     """STS on loopback: answers AssumeRole with numbered keys ``ASIAASSUMED<n>``."""
 
     def __init__(self) -> None:
@@ -65,7 +64,7 @@ class FakeSTS:
         self.deny = False
         fake = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 form = dict(urllib.parse.parse_qsl(body.decode()))
@@ -82,28 +81,9 @@ class FakeSTS:
                         expiration=expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
                     )
                 )
-                payload = text.encode()
-                self.send_response(403 if fake.deny else 200)
-                self.send_header("Content-Type", "text/xml")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self.answer(403 if fake.deny else 200, text.encode(), "text/xml")
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> FakeSTS:
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import logging
-import threading
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.loopback import LoopbackServer, QuietHandler
 from xray_trio.config import Config
 from xray_trio.errors import StartupError
 from xray_trio.region import NO_REGION, instance_identity, resolve_region, xray_endpoint
@@ -26,7 +25,7 @@ METADATA = {
 }
 
 
-class FakeIMDS:
+class FakeIMDS(LoopbackServer):
     """EC2 instance metadata on loopback. With ``v2_only`` a GET without the session token
     gets 401, as on instances set to ``HttpTokens: required`` (issue #203); without it the
     token endpoint is missing (403), as on old IMDSv1-only setups."""
@@ -36,46 +35,25 @@ class FakeIMDS:
         self.requests: list[tuple[str, str, str | None]] = []
         fake = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_PUT(self) -> None:
                 fake.requests.append(("PUT", self.path, None))
                 if self.path == "/latest/api/token" and fake.v2_only:
                     assert self.headers["x-aws-ec2-metadata-token-ttl-seconds"]
-                    self._answer(200, TOKEN)
+                    self.answer(200, TOKEN.encode())
                 else:
-                    self._answer(403, "")
+                    self.answer(403, b"")
 
             def do_GET(self) -> None:
                 token = self.headers.get("x-aws-ec2-metadata-token")
                 fake.requests.append(("GET", self.path, token))
                 if fake.v2_only and token != TOKEN:
-                    self._answer(401, "")
+                    self.answer(401, b"")
                     return
                 value = METADATA.get(self.path.removeprefix("/latest/meta-data/"))
-                self._answer(404, "") if value is None else self._answer(200, value)
+                self.answer(404, b"") if value is None else self.answer(200, value.encode())
 
-            def _answer(self, code: int, text: str) -> None:
-                body = text.encode()
-                self.send_response(code)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-
-    def __enter__(self) -> FakeIMDS:
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
@@ -108,7 +86,7 @@ def logger(lines: Lines, request: pytest.FixtureRequest) -> logging.Logger:
 
 
 def imds_env(fake: FakeIMDS, **extra: str) -> dict[str, str]:
-    return {"AWS_EC2_METADATA_SERVICE_ENDPOINT": fake.url, **extra}
+    return {"AWS_EC2_METADATA_SERVICE_ENDPOINT": fake.url + "/", **extra}
 
 
 @pytest.mark.parametrize(

@@ -6,11 +6,9 @@ through it (absolute-form request line) without forwarding anywhere.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import ssl
-import threading
 import urllib.parse
 from typing import TYPE_CHECKING
 
@@ -19,6 +17,7 @@ import trio
 from botocore.credentials import Credentials
 from fake_xray import TRACE_SEGMENTS, FakeXRay
 
+from tests.loopback import LoopbackServer, QuietHandler
 from xray_trio.config import Config
 from xray_trio.errors import StartupError
 from xray_trio.proxies import check_proxy_url
@@ -30,40 +29,22 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 
-class FakeForwardProxy:
+class FakeForwardProxy(LoopbackServer):
     """Records request lines; answers every request like X-Ray accepting the batch."""
 
     def __init__(self) -> None:
         self.request_lines: list[str] = []
         fake = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
                 fake.request_lines.append(self.requestline)
                 self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                body = json.dumps({"UnprocessedTraceSegments": []}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.answer(200, json.dumps({"UnprocessedTraceSegments": []}).encode())
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> FakeForwardProxy:
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
