@@ -26,7 +26,7 @@ from xray_trio.config import (
     load_config,
     validate_config_file,
 )
-from xray_trio.errors import ConfigError, StartupError
+from xray_trio.errors import ConfigError, StartupError, leaf_exceptions
 from xray_trio.log import close_logger, open_logger, write_early_error
 
 if TYPE_CHECKING:
@@ -369,17 +369,10 @@ def _run_until_done(
     try:
         trio.run(run_daemon, config, logger)
     except* (ConfigError, StartupError) as group:
-        failures = _leaves(group)
+        failures = leaf_exceptions(group)
     for failure in failures:
         logger.error("%s", failure)
     return 1 if failures else 0
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    leaves: list[BaseException] = []
-    for exc in group.exceptions:
-        leaves += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
-    return leaves
 
 
 def main() -> NoReturn:

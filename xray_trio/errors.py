@@ -62,3 +62,11 @@ class UploadError(XrayTrioError):
         self.status = status
         self.retriable = retriable
         self.throttled = throttled
+
+
+def leaf_exceptions(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions inside ``group`` and its nested groups, in order."""
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves += leaf_exceptions(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return leaves

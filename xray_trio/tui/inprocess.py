@@ -20,7 +20,7 @@ import botocore.session
 import trio
 
 from xray_trio.daemon import Observers, run_daemon
-from xray_trio.errors import ConfigError, StartupError
+from xray_trio.errors import ConfigError, StartupError, leaf_exceptions
 from xray_trio.events import EventHub, Lost
 from xray_trio.log import GoFormatter, level_for
 from xray_trio.tui.messages import Link
@@ -141,7 +141,7 @@ class InProcessSource:
         try:
             result.unwrap()
         except* (ConfigError, StartupError) as group:
-            failures = _leaves(group)
+            failures = leaf_exceptions(group)
         if failures:
             message = "; ".join(str(exc) for exc in failures)
             self.logger.error("%s", message)
@@ -232,10 +232,3 @@ def _drain(sub: Subscription, feed: Feed) -> None:
 def _null_output() -> BinaryIO:
     # The stdout sink writes segment JSON; under the dashboard, stdout is the screen.
     return open(os.devnull, "wb")  # closed when the daemon ends
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    leaves: list[BaseException] = []
-    for exc in group.exceptions:
-        leaves += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
-    return leaves
