@@ -23,7 +23,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from xray_trio.errors import StartupError
-from xray_trio.proxy import ProxyLimits, _hypercorn_config, serve_sampling_proxy
+from xray_trio.proxy import ProxyLimits, serve_sampling_proxy
 from xray_trio.signing import CredentialSource
 from xray_trio.snapshot import ProxyCounters
 from xray_trio.transport import HttpxTransport
@@ -325,7 +325,7 @@ async def test_error_answers_and_compressed_bodies_are_relayed_as_they_came(
     assert headers["content-length"] == str(len(packed))
     assert headers["x-amzn-errortype"] == "AccessDeniedException"
     assert "keep-alive" not in headers
-    assert "server" not in headers  # hypercorn adds nothing of its own
+    assert "server" not in headers  # the proxy adds nothing of its own
 
 
 async def test_transport_error_answers_502_and_is_logged(
@@ -396,10 +396,30 @@ async def test_a_body_that_trickles_in_gets_408(start_proxy: Callable[..., objec
     assert status == 408
 
 
+async def test_headers_that_trickle_in_get_408(start_proxy: Callable[..., object]) -> None:
+    host, port = await start_proxy(limits=ProxyLimits(header_timeout_s=0.2))  # type: ignore[misc]
+    with trio.fail_after(5):
+        stream = await trio.open_tcp_stream(host, port)
+        async with stream:
+            await stream.send_all(b"POST /GetSamplingRules HTTP/1.1\r\nHost: x\r\n")
+            status, _, _ = await read_response(stream)
+    assert status == 408
+
+
+async def test_oversized_headers_get_431(start_proxy: Callable[..., object]) -> None:
+    host, port = await start_proxy(limits=ProxyLimits(max_header_bytes=1024))  # type: ignore[misc]
+    with trio.fail_after(5):
+        stream = await trio.open_tcp_stream(host, port)
+        async with stream:
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4096)
+            status, _, _ = await read_response(stream)
+    assert status == 431
+
+
 async def test_kept_alive_connections_serve_polls_until_idle_too_long(
     start_proxy: Callable[..., object], fake: FakeXRay
 ) -> None:
-    assert _hypercorn_config(ProxyLimits(), logging.getLogger()).keep_alive_timeout >= 30
+    assert ProxyLimits().idle_timeout_s >= 30  # SDKs poll every 10 s on one connection
     host, port = await start_proxy(limits=ProxyLimits(idle_timeout_s=0.5))  # type: ignore[misc]
     poll = b"POST /SamplingTargets HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
     with trio.fail_after(5):
@@ -430,7 +450,7 @@ async def test_without_credentials_the_request_goes_unsigned(
     ]
 
 
-async def test_log_lines_are_the_go_daemons_and_hypercorn_adds_none(
+async def test_log_lines_are_the_go_daemons_and_the_server_adds_none(
     start_proxy: Callable[..., object], lines: Lines
 ) -> None:
     host, port = await start_proxy()  # type: ignore[misc]
