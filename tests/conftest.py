@@ -8,10 +8,13 @@ not trip over each other (enabling trio mode globally would capture the Textual 
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import sys
 
 import pytest
+
+from tests.logs import Lines
 
 _TUI_DIR = os.path.join(os.path.dirname(__file__), "tui")
 
@@ -61,3 +64,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     core = sys.modules.get("aws_xray_sdk.core")
     if core is not None:
         core.xray_recorder.emitter._socket.close()
+
+
+@pytest.fixture
+def lines() -> Lines:
+    return Lines()
+
+
+@pytest.fixture
+def logger(lines: Lines) -> logging.Logger:
+    """A daemon logger (outside logging's registry, as the daemon's own) that records into
+    ``lines``."""
+    log = logging.Logger("test", logging.DEBUG)
+    log.addHandler(lines)
+    return log

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import logging
 import re
 import socket
 import urllib.parse
@@ -29,7 +28,10 @@ from xray_trio.snapshot import ProxyCounters
 from xray_trio.transport import HttpxTransport
 
 if TYPE_CHECKING:
+    import logging
     from collections.abc import AsyncIterator, Callable, Mapping
+
+    from tests.logs import Lines
 
 DATA = Path(__file__).parent / "data" / "aws"
 REGION = "us-west-2"
@@ -91,32 +93,6 @@ class FakeXRay(httpx.AsyncBaseTransport):
         return httpx.Response(
             answer.status_code, headers=answer.headers, stream=httpx.ByteStream(raw)
         )
-
-
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[tuple[str, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append((record.levelname, record.getMessage()))
-
-    def messages(self, level: str | None = None) -> list[str]:
-        return [m for lvl, m in self.lines if level is None or lvl == level]
-
-
-@pytest.fixture
-def lines() -> Lines:
-    return Lines()
-
-
-@pytest.fixture
-def logger(lines: Lines, request: pytest.FixtureRequest) -> logging.Logger:
-    log = logging.getLogger(f"test.proxy.{request.node.name}")
-    log.setLevel(logging.DEBUG)
-    log.propagate = False
-    log.handlers = [lines]
-    return log
 
 
 @pytest.fixture

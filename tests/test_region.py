@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import TYPE_CHECKING
 
 import pytest
@@ -14,8 +13,11 @@ from xray_trio.errors import StartupError
 from xray_trio.region import NO_REGION, instance_identity, resolve_region, xray_endpoint
 
 if TYPE_CHECKING:
+    import logging
     from collections.abc import Iterator
     from pathlib import Path
+
+    from tests.logs import Lines
 
 TOKEN = "imds-token-123"
 METADATA = {
@@ -60,29 +62,6 @@ class FakeIMDS(LoopbackServer):
 def imds() -> Iterator[FakeIMDS]:
     with FakeIMDS() as fake:
         yield fake
-
-
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[tuple[str, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append((record.levelname, record.getMessage()))
-
-
-@pytest.fixture
-def lines() -> Lines:
-    return Lines()
-
-
-@pytest.fixture
-def logger(lines: Lines, request: pytest.FixtureRequest) -> logging.Logger:
-    log = logging.getLogger(f"test.region.{request.node.name}")
-    log.setLevel(logging.DEBUG)
-    log.propagate = False
-    log.handlers = [lines]
-    return log
 
 
 def imds_env(fake: FakeIMDS, **extra: str) -> dict[str, str]:

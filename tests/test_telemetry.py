@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -24,6 +23,11 @@ from xray_trio.stats import Counters
 from xray_trio.telemetry import run_daemon_telemetry, run_telemetry
 from xray_trio.transport import HttpxTransport
 from xray_trio.xray_client import XRayClient
+
+if TYPE_CHECKING:
+    import logging
+
+    from tests.logs import Lines
 
 EPOCH = 1_700_000_000.0
 ZERO_ERRORS = {
@@ -81,29 +85,6 @@ class FakeTelemetry:
     def records(self, call: int) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = self.calls[call][1]["TelemetryRecords"]
         return records
-
-
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def lines() -> Lines:
-    return Lines()
-
-
-@pytest.fixture
-def logger(lines: Lines, request: pytest.FixtureRequest) -> logging.Logger:
-    log = logging.getLogger(f"test.telemetry.{request.node.name}")
-    log.setLevel(logging.DEBUG)
-    log.propagate = False
-    log.handlers = [lines]
-    return log
 
 
 @pytest.fixture
@@ -223,7 +204,7 @@ async def test_records_at_60_and_120_seconds_count_what_happened_in_between(
     assert fake.records(1) == [second]
     assert fake.records(2) == [second, third]
     assert fake.records(3) == [final]
-    debug = [m for m in lines.messages if "telemetry" in m.lower()]
+    debug = [m for m in lines.messages() if "telemetry" in m.lower()]
     assert debug[0] == "Telemetry initiated"
     assert debug[1:4] == [
         "Send 1 telemetry record(s)",
@@ -248,7 +229,7 @@ async def test_nothing_is_sent_before_the_first_datagram(
         await trio.sleep(150)
         shutdown.set()
     assert fake.calls == []
-    assert lines.messages.count("Skipped telemetry data as no segments found") == 3
+    assert lines.messages().count("Skipped telemetry data as no segments found") == 3
 
 
 async def test_once_a_datagram_arrived_every_minute_reports_even_all_zero(
@@ -338,8 +319,8 @@ async def test_the_queue_keeps_30_records_and_sends_them_10_per_call(
     stamps = [r["Timestamp"] - EPOCH for batch in batches for r in batch]
     assert stamps == [60.0 * tick for tick in range(3, 33)]  # ticks 1 and 2 were dropped
     assert all(r["BackendConnectionErrors"]["HTTPCode5XXCount"] == 1 for r in batches[0])
-    assert lines.messages.count("Telemetry Buffers truncated") == 2
-    assert "Send 30 telemetry record(s)" in lines.messages
+    assert lines.messages().count("Telemetry Buffers truncated") == 2
+    assert "Send 30 telemetry record(s)" in lines.messages()
 
 
 async def test_the_daemon_entry_takes_host_identity_from_the_environment(
