@@ -122,3 +122,20 @@ async def test_too_little_buffer_memory_is_refused_with_gos_text() -> None:
     assert NOT_ENOUGH_MEMORY == (
         "Not enough Buffers Memory Allocated. Min Buffers Memory required: 3 MB."
     )
+
+
+async def test_a_start_up_failure_after_binding_releases_the_udp_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No region anywhere: the xray sink refuses to start after the UDP socket was bound.
+    logger, _ = _logger()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = _config(
+        sinks=("xray",), local_mode=True, socket=SocketConfig(udp_address=f"127.0.0.1:{port}")
+    )
+    with pytest.raises(StartupError, match="Cannot fetch region variable"):
+        await run_daemon(config, logger, env={})
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+        again.bind(("127.0.0.1", port))  # free again: the daemon closed it

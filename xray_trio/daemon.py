@@ -41,6 +41,7 @@ from xray_trio.stdout_sink import run_stdout_sink
 
 if TYPE_CHECKING:
     import logging
+    import socket
     from collections.abc import AsyncIterator, Mapping, Sequence
 
     from xray_trio.config import Config
@@ -106,18 +107,52 @@ async def run_daemon(
     env = os.environ if env is None else env
     counters = Counters() if counters is None else counters
     observers = Observers() if observers is None else observers
-    tuning = config.tuning
     logger.info("Initializing AWS X-Ray daemon %s", __version__)
     budget = open_budget(config, logger)
-    logger.debug("Batch size: %d", tuning.batch_size)
+    logger.debug("Batch size: %d", config.tuning.batch_size)
     if config.resource_arn:
         logger.debug("ARN of the AWS resource running the daemon: %s", config.resource_arn)
     sock = await bind_udp(
-        config.socket.udp_address, receive_buffer_bytes=tuning.receive_buffer_bytes
+        config.socket.udp_address, receive_buffer_bytes=config.tuning.receive_buffer_bytes
     )
+    # serve_udp owns and closes the socket; this covers a start-up failure before it runs.
+    with sock:
+        await _run(
+            config,
+            logger,
+            env,
+            sock,
+            budget,
+            counters,
+            observers,
+            stdout,
+            task_status,
+            shutdown_trigger,
+        )
+    logger.debug(
+        "Trace segment: received: %d, truncated: %d, processed: %d",
+        counters.received,
+        counters.spillover,
+        counters.sent + counters.stdout_written,
+    )
+    logger.debug("Shutdown finished. Current epoch in nanoseconds: %d", time.time_ns())
+
+
+async def _run(
+    config: Config,
+    logger: logging.Logger,
+    env: Mapping[str, str],
+    sock: socket.socket,
+    budget: ByteBudget,
+    counters: Counters,
+    observers: Observers,
+    stdout: BinaryIO | None,
+    task_status: trio.TaskStatus[tuple[str, int]],
+    shutdown_trigger: Callable[[], Awaitable[str]],
+) -> None:
+    tuning = config.tuning
     thread_limiter = trio.CapacityLimiter(4)
     health = Health(config.sinks)
-
     telemetry_shutdown = trio.Event()
     async with _open_sinks(
         config, logger, env, counters, observers, health, thread_limiter, stdout
@@ -193,13 +228,6 @@ async def run_daemon(
                 pipeline.cancel_scope.deadline = trio.current_time() + tuning.shutdown_timeout_s
             _count_undelivered(budget, counters, tuning.shutdown_timeout_s, logger)
             telemetry_shutdown.set()
-    logger.debug(
-        "Trace segment: received: %d, truncated: %d, processed: %d",
-        counters.received,
-        counters.spillover,
-        counters.sent + counters.stdout_written,
-    )
-    logger.debug("Shutdown finished. Current epoch in nanoseconds: %d", time.time_ns())
 
 
 def _settle_memory() -> None:
