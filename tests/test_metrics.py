@@ -146,11 +146,9 @@ def _at(uptime_s: float, **fields: object) -> Snapshot:
     ("prev", "cur", "expected"),
     [
         pytest.param(
-            _at(10.0, received=100, bytes_received=1000, sent=40),
-            _at(12.0, received=300, bytes_received=5000, sent=140),
-            Rates(
-                interval_s=2.0, received_per_s=100.0, bytes_received_per_s=2000.0, sent_per_s=50.0
-            ),
+            _at(10.0, received=100, sent=40, stdout_written=10),
+            _at(12.0, received=300, sent=140, stdout_written=30),
+            Rates(interval_s=2.0, received_per_s=100.0, delivered_per_s=60.0),
             id="per-second",
         ),
         pytest.param(
@@ -164,6 +162,12 @@ def _at(uptime_s: float, **fields: object) -> Snapshot:
             _at(2.0, upload_errors={ErrorKind.TIMEOUT: 3, ErrorKind.HTTP_5XX: 4}),
             Rates(interval_s=1.0, upload_errors_per_s=6.0),
             id="errors-of-every-kind",
+        ),
+        pytest.param(
+            _at(1.0, spillover=1, given_up=2),
+            _at(2.0, spillover=4, given_up=7),
+            Rates(interval_s=1.0, dropped_per_s=8.0),
+            id="dropped-is-spillover-and-given-up",
         ),
         pytest.param(
             _at(1.0, latency=LatencySnapshot(count=2, sum_s=0.5)),

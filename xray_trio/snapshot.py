@@ -209,16 +209,12 @@ class Rates:
 
     interval_s: float = 0.0
     received_per_s: float = 0.0
-    bytes_received_per_s: float = 0.0
-    accepted_per_s: float = 0.0
+    delivered_per_s: float = 0.0
+    """Documents every sink finished with: accepted by X-Ray, or written by ``stdout``."""
     rejected_per_s: float = 0.0
-    spillover_per_s: float = 0.0
-    sent_per_s: float = 0.0
-    batches_per_s: float = 0.0
-    retries_per_s: float = 0.0
-    given_up_per_s: float = 0.0
+    dropped_per_s: float = 0.0
+    """Documents lost: refused by a spent budget, or given up after retries."""
     upload_errors_per_s: float = 0.0
-    proxy_requests_per_s: float = 0.0
     latency_avg_s: float = 0.0
     """Mean upload latency of the calls made in the interval (0 when there were none)."""
 
@@ -233,17 +229,11 @@ def rates(prev: Snapshot, cur: Snapshot) -> Rates:
     return Rates(
         interval_s=dt,
         received_per_s=(cur.received - prev.received) / dt,
-        bytes_received_per_s=(cur.bytes_received - prev.bytes_received) / dt,
-        accepted_per_s=(cur.accepted - prev.accepted) / dt,
+        delivered_per_s=(cur.sent + cur.stdout_written - prev.sent - prev.stdout_written) / dt,
         rejected_per_s=(cur.rejected - prev.rejected) / dt,
-        spillover_per_s=(cur.spillover - prev.spillover) / dt,
-        sent_per_s=(cur.sent - prev.sent) / dt,
-        batches_per_s=(cur.batches_sent - prev.batches_sent) / dt,
-        retries_per_s=(cur.retries - prev.retries) / dt,
-        given_up_per_s=(cur.given_up - prev.given_up) / dt,
+        dropped_per_s=(cur.spillover + cur.given_up - prev.spillover - prev.given_up) / dt,
         upload_errors_per_s=(sum(cur.upload_errors.values()) - sum(prev.upload_errors.values()))
         / dt,
-        proxy_requests_per_s=(cur.proxy_requests - prev.proxy_requests) / dt,
         latency_avg_s=(cur.latency.sum_s - prev.latency.sum_s) / calls if calls > 0 else 0.0,
     )
 

@@ -106,12 +106,10 @@ class Dashboard:
             self.rates = Rates()
             return
         self.rates = rates(prev, snap)
-        dt = self.rates.interval_s
-        delivered = (snap.sent + snap.stdout_written - prev.sent - prev.stdout_written) / dt
         self.series["received"].append(self.rates.received_per_s)
-        self.series["sent"].append(delivered)
+        self.series["sent"].append(self.rates.delivered_per_s)
         self.series["rejected"].append(self.rates.rejected_per_s)
-        self.series["dropped"].append(self.rates.spillover_per_s + self.rates.given_up_per_s)
+        self.series["dropped"].append(self.rates.dropped_per_s)
 
     def current(self, name: str) -> float:
         """The latest per-second value of one of ``SERIES`` (0 before two snapshots)."""
