@@ -7,45 +7,40 @@
                    line is a current snapshot, and ``{"type": "lost", "total": n}`` lines say how
                    many events this client missed by reading too slowly
 
-Served by hypercorn's trio worker and a small ASGI app rather than hand-written h11. Measured on
-this machine with an httpx client over kept-alive loopback: start-up ~1 ms for both, server CPU
-~600 us per request for hypercorn against ~100 us for a bare h11 loop, and +50 ms of import
-time. An endpoint scraped every few seconds cannot notice either, and hypercorn brings
-keep-alive and header timeouts, size limits and pipelining that a hand-written loop would have
-to grow. ``/events`` writes every event already waiting in one chunk, so a busy stream costs
-one server write per wake-up, not per event.
+Served by ``h11_server``, like the sampling proxy. ``/events`` writes every event already
+waiting in one chunk, so a busy stream costs one write per wake-up, not per event; a client that
+leaves is noticed at the next write (at the latest the next 1 s snapshot), which ends its
+subscription.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import urllib.parse
-from functools import partial
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import hypercorn.config
-import hypercorn.logging
-import hypercorn.trio
 import trio
 
 from xray_trio.errors import StartupError
 from xray_trio.events import Lost, SnapshotEvent, encode_event
+from xray_trio.h11_server import Request, Response, ServerLimits, serve_connection
 from xray_trio.metrics import CONTENT_TYPE, render_metrics
 from xray_trio.receiver import split_host_port
 
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Callable, Iterable
+    from collections.abc import AsyncGenerator, Callable
 
-    from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
-
-    from xray_trio.events import EventHub, Subscription
+    from xray_trio.events import EventHub
     from xray_trio.health import Health
     from xray_trio.snapshot import Snapshot
 
 _MAX_LINES_PER_WRITE = 256
 """Bounds one ``/events`` write, so a backlog drains in steps rather than one huge chunk."""
+
+_NO_STORE = (b"cache-control", b"no-store")
 
 
 async def serve_admin(
@@ -64,25 +59,13 @@ async def serve_admin(
     """
     sock = await _bind(address)
     bound = sock.getsockname()[:2]
-    config = hypercorn.config.Config()
-    # Handing hypercorn the bound socket keeps bind errors ours (StartupError) and the port
-    # known; if cancelled before hypercorn adopts it, one fd leaks from a dying daemon.
-    config.bind = [f"fd://{sock.detach()}"]
-    config.errorlog = logger
-    config.accesslog = None
-    config.logger_class = _QuietLog
-    config.include_server_header = False
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
     app = _AdminApp(hub, take_snapshot, health)
+    serve = functools.partial(serve_connection, handler=app, limits=ServerLimits(), logger=logger)
     async with trio.open_nursery() as nursery:
-        await nursery.start(partial(hypercorn.trio.serve, app, config))
+        await nursery.start(trio.serve_listeners, serve, [listener])
         task_status.started(bound)
-    # hypercorn returns only when a shutdown trigger fires, and none is given.
-    raise AssertionError("hypercorn stopped serving on its own")
-
-
-class _QuietLog(hypercorn.logging.Logger):
-    async def info(self, message: str, *args: Any, **kwargs: Any) -> None:
-        """Drop hypercorn's "Running on ..." banner: the daemon logs the address it is given."""
+    raise AssertionError("serve_listeners returned")  # pragma: no cover - it runs until cancelled
 
 
 async def _bind(address: str) -> socket.socket:
@@ -101,6 +84,7 @@ async def _bind(address: str) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(sockaddr)
+        sock.listen(128)
     except OSError as exc:
         sock.close()
         raise StartupError(f"admin endpoint {address}: bind: {exc.strerror or exc}") from None
@@ -115,90 +99,46 @@ class _AdminApp:
         self._take_snapshot = take_snapshot
         self._health = health
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        if scope["type"] == "lifespan":
-            await _run_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return  # websocket: hypercorn refuses the handshake when the app does not accept
-        if scope["method"] != "GET":
-            await _respond(send, 405, "text/plain", b"method not allowed\n", [(b"allow", b"GET")])
-            return
-        match scope["path"]:
+    async def __call__(self, request: Request) -> Response:
+        if request.method != "GET":
+            return _answer(405, "text/plain", b"method not allowed\n", (b"allow", b"GET"))
+        path, _, query = request.target.decode("latin-1").partition("?")
+        match path:
             case "/healthz":
                 report = self._health.check()
                 body = json.dumps(report.body).encode() + b"\n"
-                await _respond(send, 200 if report.healthy else 503, "application/json", body)
+                return _answer(200 if report.healthy else 503, "application/json", body)
             case "/metrics":
                 text = render_metrics(self._take_snapshot())
-                await _respond(send, 200, CONTENT_TYPE, text.encode())
+                return _answer(200, CONTENT_TYPE, text.encode())
             case "/events":
-                query = urllib.parse.parse_qs(scope["query_string"].decode("latin-1"))
-                snapshots_only = query.get("snapshots", ["0"])[-1].lower() in ("1", "true", "yes")
-                await self._events(receive, send, snapshots_only=snapshots_only)
+                values = urllib.parse.parse_qs(query).get("snapshots", ["0"])
+                snapshots_only = values[-1].lower() in ("1", "true", "yes")
+                headers = [(b"content-type", b"application/x-ndjson"), _NO_STORE]
+                return Response(200, headers, b"", stream=self._events(snapshots_only))
             case _:
-                await _respond(send, 404, "text/plain", b"not found\n")
+                return _answer(404, "text/plain", b"not found\n")
 
-    async def _events(
-        self, receive: ASGIReceiveCallable, send: ASGISendCallable, *, snapshots_only: bool
-    ) -> None:
+    async def _events(self, snapshots_only: bool) -> AsyncGenerator[bytes, None]:
         async with self._hub.open_subscription(snapshots_only=snapshots_only) as sub:
-            headers = [(b"content-type", b"application/x-ndjson"), (b"cache-control", b"no-store")]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
-                await self._stream(sub, send)
-
-    async def _stream(self, sub: Subscription, send: ASGISendCallable) -> NoReturn:
-        # A first snapshot, so a client has the current state without waiting for the next tick.
-        chunk = [encode_event(SnapshotEvent(snapshot=self._take_snapshot()))]
-        reported_lost = 0
-        while True:
-            await send({"type": "http.response.body", "body": b"".join(chunk), "more_body": True})
-            chunk = [encode_event(await sub.events.receive())]
-            while len(chunk) < _MAX_LINES_PER_WRITE:
-                try:
-                    chunk.append(encode_event(sub.events.receive_nowait()))
-                except trio.WouldBlock:
-                    break
-            if sub.lost != reported_lost:
-                reported_lost = sub.lost
-                chunk.append(encode_event(Lost(total=reported_lost)))
+            # A first snapshot, so a client has the current state without waiting for a tick.
+            chunk = [encode_event(SnapshotEvent(snapshot=self._take_snapshot()))]
+            reported_lost = 0
+            while True:
+                yield b"".join(chunk)
+                chunk = [encode_event(await sub.events.receive())]
+                while len(chunk) < _MAX_LINES_PER_WRITE:
+                    try:
+                        chunk.append(encode_event(sub.events.receive_nowait()))
+                    except trio.WouldBlock:
+                        break
+                if sub.lost != reported_lost:
+                    reported_lost = sub.lost
+                    chunk.append(encode_event(Lost(total=reported_lost)))
 
 
-async def _cancel_on_disconnect(receive: ASGIReceiveCallable, scope: trio.CancelScope) -> None:
-    # The request body (empty for GET) comes first; the disconnect follows whenever it happens.
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    scope.cancel()
-
-
-async def _run_lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-    # hypercorn 0.18 needs the full protocol: an app that returns at once makes its start-up
-    # fail with ClosedResourceError instead of "lifespan not supported".
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-async def _respond(
-    send: ASGISendCallable,
-    status: int,
-    content_type: str,
-    body: bytes,
-    extra_headers: Iterable[tuple[bytes, bytes]] = (),
-) -> None:
-    headers = [
-        (b"content-type", content_type.encode()),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-        *extra_headers,
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+def _answer(
+    status: int, content_type: str, body: bytes, *extra_headers: tuple[bytes, bytes]
+) -> Response:
+    headers = [(b"content-type", content_type.encode()), _NO_STORE, *extra_headers]
+    return Response(status, headers, body)

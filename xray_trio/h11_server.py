@@ -1,14 +1,16 @@
-"""A small HTTP/1.1 server on h11 for the sampling proxy: whole requests in, whole answers out.
+"""A small HTTP/1.1 server on h11 for the sampling proxy and the admin endpoint.
 
 h11 does the parsing and the protocol state; this module adds what a daemon's listener needs:
 keep-alive, ``100 Continue``, and limits so that no client can pin the daemon (header size and
-time, body size and time, idle keep-alive). It replaced hypercorn for the proxy: measured on this
-machine, hypercorn cost ~600 us of CPU per request, 3.3 MB of resident memory and ~110 ms of
-start-up, and has a single timer for "waiting for headers" and "idle"; this costs ~100 us.
+time, body size and time, idle keep-alive), and chunked answers of unknown length for the
+admin endpoint's ``/events``. It replaced hypercorn: measured on this machine, hypercorn cost
+~600 us of CPU per request, 3.3 MB of resident memory and ~110 ms of start-up, and has a single
+timer for "waiting for headers" and "idle"; this costs ~100 us.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import TYPE_CHECKING
 
@@ -17,7 +19,7 @@ import trio
 
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncGenerator, Awaitable, Callable
 
 _READ_SIZE = 65536
 
@@ -53,6 +55,10 @@ class Response:
     status: int
     headers: list[tuple[bytes, bytes]]
     body: bytes
+    stream: AsyncGenerator[bytes, None] | None = None
+    """A body of unknown length, sent chunk by chunk as it is produced (``body`` is ignored).
+
+    It ends when the generator does, or when the client goes away (the generator is closed)."""
 
 
 def text_response(status: int, text: str) -> Response:
@@ -91,6 +97,9 @@ async def serve_connection(
                 logger.exception("proxy request %s %r failed", request.method, request.target)
                 response = text_response(500, "internal error\n")
             head = request.method == "HEAD"
+            if response.stream is not None and not head:
+                await _send_stream(stream, conn, response, response.stream)
+                return
             if not await _send(stream, conn, response, head=head, close=False):
                 return
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
@@ -169,6 +178,43 @@ async def _receive(stream: trio.abc.Stream) -> bytes:
         return bytes(await stream.receive_some(_READ_SIZE))
     except trio.BrokenResourceError:
         return b""
+
+
+async def _send_stream(
+    stream: trio.abc.Stream,
+    conn: h11.Connection,
+    response: Response,
+    chunks: AsyncGenerator[bytes, None],
+) -> None:
+    """Send a chunked answer until ``chunks`` ends or the client leaves; then close.
+
+    A quiet stream writes nothing for a while, so the client's leaving is watched for on the
+    read side rather than discovered at the next write.
+    """
+    headers = [(k, v) for k, v in response.headers if k.lower() != b"content-length"]
+    headers.append((b"connection", b"close"))
+    async with contextlib.aclosing(chunks), trio.open_nursery() as nursery:
+        nursery.start_soon(_cancel_when_client_leaves, stream, nursery.cancel_scope)
+        try:
+            await stream.send_all(
+                conn.send(h11.Response(status_code=response.status, headers=headers)) or b""
+            )
+            async for chunk in chunks:
+                await stream.send_all(conn.send(h11.Data(data=chunk)) or b"")
+            await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away: that ends the stream
+        nursery.cancel_scope.cancel()
+
+
+async def _cancel_when_client_leaves(stream: trio.abc.Stream, scope: trio.CancelScope) -> None:
+    # Whatever else the client sends is ignored; end of stream (or a reset) means it is gone.
+    try:
+        while await stream.receive_some(_READ_SIZE):
+            pass
+    except trio.BrokenResourceError:
+        pass
+    scope.cancel()
 
 
 async def _send(
