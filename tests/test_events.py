@@ -385,3 +385,14 @@ def test_event_lines_name_their_type() -> None:
 def test_decode_event_refuses_what_is_not_an_event(line: bytes) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - the one documented failure mode
         decode_event(line)
+
+
+def test_a_huge_integer_time_is_a_finding_not_a_crash() -> None:
+    huge = b"1" + b"0" * 400
+    body = (
+        b'{"trace_id":"1-5759e988-bd862e3fe1be46a994272793","id":"70de5b6f19ff9a0a",'
+        b'"name":"a","start_time":' + huge + b',"end_time":' + huge + b"}"
+    )
+    seen = segment_seen(body, 1.0)
+    assert seen.start_time is None
+    assert [finding.check.value for finding in seen.findings] == ["start_time", "end_time"]

@@ -114,3 +114,17 @@ async def test_a_client_leaving_mid_body_costs_nothing(nursery: trio.Nursery) ->
         await stream.aclose()
     answer = await _exchange(port, b"GET /still HTTP/1.1\r\nHost: x\r\n\r\n", until=b"/still")
     assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_a_client_that_never_reads_is_dropped() -> None:
+    async def big(request: Request) -> Response:
+        return Response(200, [], b"x" * 1_000_000)
+
+    server_side, client_side = trio.socket.socketpair()
+    server = trio.SocketStream(server_side)
+    async with trio.SocketStream(client_side) as client:
+        await client.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 20)  # and never reads
+        with trio.fail_after(5):
+            await serve_connection(
+                server, big, limits=ServerLimits(send_timeout_s=0.2), logger=LOGGER
+            )

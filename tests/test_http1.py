@@ -152,3 +152,60 @@ async def test_a_server_that_hangs_up_mid_answer_is_an_error(nursery: trio.Nurse
 def test_only_http_origins() -> None:
     with pytest.raises(ValueError, match="not an http"):
         H11Pool("ftp://example.com", ssl_context=None, max_idle=1)
+
+
+async def test_an_unsolicited_answer_on_an_idle_connection_is_not_taken_as_ours(
+    nursery: trio.Nursery,
+) -> None:
+    served: list[bytes] = []
+
+    async def idle_timeout_server(stream: trio.SocketStream) -> None:
+        # Answers one request, then (like servers whose idle timer fired) sends a 408 and hangs up.
+        async with stream:
+            request = await stream.receive_some(65536)
+            served.append(request.split(b" ")[1])
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await trio.sleep(0.01)
+            await stream.send_all(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+
+    listeners = await nursery.start(
+        functools.partial(trio.serve_tcp, idle_timeout_server, 0, host="127.0.0.1")
+    )
+    port = listeners[0].socket.getsockname()[1]
+    async with open_h11_pool(f"http://127.0.0.1:{port}") as pool:
+        first = await pool.request("POST", "/one", [], b"{}")
+        await trio.sleep(0.05)  # the 408 arrives while the connection sits in the pool
+        second = await pool.request("POST", "/two", [], b"{}")
+    assert (first.status, second.status) == (200, 200)
+    assert served == [b"/one", b"/two"]  # the second went out on a fresh connection
+
+
+async def test_a_request_the_server_took_but_never_answered_is_not_resent(
+    nursery: trio.Nursery,
+) -> None:
+    served: list[bytes] = []
+
+    async def flaky(stream: trio.SocketStream) -> None:
+        async with stream:
+            while request := await stream.receive_some(65536):
+                served.append(request.split(b" ")[1])
+                if len(served) == 2:
+                    return  # processed, then the connection dies without an answer
+                await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    listeners = await nursery.start(functools.partial(trio.serve_tcp, flaky, 0, host="127.0.0.1"))
+    port = listeners[0].socket.getsockname()[1]
+    async with open_h11_pool(f"http://127.0.0.1:{port}") as pool:
+        await pool.request("POST", "/one", [], b"{}")
+        with pytest.raises(UploadError) as info:
+            await pool.request("POST", "/two", [], b"{}")
+    assert info.value.retriable  # the uploader retries it, counted and logged
+    assert served == [b"/one", b"/two"]  # the pool itself did not send it twice
+
+
+async def test_a_header_h11_refuses_fails_only_that_call() -> None:
+    async with open_h11_pool("http://127.0.0.1:9") as pool:
+        with pytest.raises(UploadError) as info:
+            await pool.request("POST", "/", [("X-Amz-Security-Token", "token\n")], b"")
+    assert not info.value.retriable
+    assert info.value.kind is ErrorKind.OTHER

@@ -191,10 +191,26 @@ async def test_unprocessed_segments_are_retried_once_then_counted(
     assert any(m.startswith(f"Unprocessed trace 1-00000000-{1:024x}, segment:") for m in messages)
 
 
+async def test_unprocessed_documents_sharing_an_id_are_each_retried(
+    autojump_clock: trio.testing.MockClock, logger: logging.Logger
+) -> None:
+    # An SDK sends a segment in progress, then complete, with the same id.
+    in_progress = b'{"id": "00000000000000aa", "in_progress": true}'
+    complete = b'{"id": "00000000000000aa", "end_time": 2}'
+    ids = ["00000000000000aa", "00000000000000aa"]
+    fake, counters = FakeXRay([{"ids": ids}, 200]), Counters()
+    uploader, http = _uploader(fake, counters, logger)
+    async with http:
+        await uploader.deliver([in_progress, complete])
+    retried = json.loads(fake.requests[1].content)["TraceSegmentDocuments"]
+    assert sorted(retried) == sorted([in_progress.decode(), complete.decode()])
+    assert (counters.sent, counters.unprocessed) == (2, 0)
+
+
 def test_backoff_is_jittered_and_capped() -> None:
     tuning, rng = Tuning(retry_base_s=0.5, retry_max_s=4.0), random.Random(1)
     samples = [[backoff_s(attempt, tuning, rng) for _ in range(200)] for attempt in (1, 2, 3, 9)]
-    assert [max(s) <= c for s, c in zip(samples, (0.5, 1.0, 2.0, 4.0), strict=True)]
+    assert all(max(s) <= c for s, c in zip(samples, (0.5, 1.0, 2.0, 4.0), strict=True))
     assert all(max(s) > 0.8 * c for s, c in zip(samples, (0.5, 1.0, 2.0, 4.0), strict=True))
     assert len({round(x, 6) for x in samples[0]}) > 100
 

@@ -328,9 +328,14 @@ def _str(value: object) -> str | None:
 
 
 def _time(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        # float() of a 400-digit int overflows; JSON allows any number of digits.
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) else None
 
 
 def _annotation_value(value: object) -> bool:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
 
 _READ_SIZE = 65536
+_CLIENT_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
+"""How a write ends when the client left, or stopped reading for ``send_timeout_s``."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +40,8 @@ class ServerLimits:
     """A body that takes longer to arrive is refused with 408."""
     idle_timeout_s: float = 60.0
     """Keep-alive idle time between requests. SDKs poll every 10 s on one connection."""
+    send_timeout_s: float = 20.0
+    """A client that does not read an answer within this is dropped."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -86,7 +90,7 @@ async def serve_connection(
             try:
                 request = await _read_request(stream, conn, limits)
             except _Refused as refused:
-                await _send(stream, conn, refused.response, head=False, close=True)
+                await _send(stream, conn, refused.response, limits, head=False, close=True)
                 return
             if request is None:
                 return  # the client closed, or stayed idle too long
@@ -98,9 +102,9 @@ async def serve_connection(
                 response = text_response(500, "internal error\n")
             head = request.method == "HEAD"
             if response.stream is not None and not head:
-                await _send_stream(stream, conn, response, response.stream)
+                await _send_stream(stream, conn, response, response.stream, limits)
                 return
-            if not await _send(stream, conn, response, head=head, close=False):
+            if not await _send(stream, conn, response, limits, head=head, close=False):
                 return
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return
@@ -134,9 +138,12 @@ async def _read_request(
     if length > limits.max_body_bytes:
         raise _Refused(text_response(413, "request body too large\n"))
     if conn.they_are_waiting_for_100_continue:
-        await stream.send_all(
-            conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
-        )
+        try:
+            await _write(
+                stream, conn.send(h11.InformationalResponse(status_code=100, headers=[])), limits
+            )
+        except _CLIENT_GONE:
+            return None
     chunks: list[bytes] = []
     size = 0
     try:
@@ -185,6 +192,7 @@ async def _send_stream(
     conn: h11.Connection,
     response: Response,
     chunks: AsyncGenerator[bytes, None],
+    limits: ServerLimits,
 ) -> None:
     """Send a chunked answer until ``chunks`` ends or the client leaves; then close.
 
@@ -196,14 +204,16 @@ async def _send_stream(
     async with contextlib.aclosing(chunks), trio.open_nursery() as nursery:
         nursery.start_soon(_cancel_when_client_leaves, stream, nursery.cancel_scope)
         try:
-            await stream.send_all(
-                conn.send(h11.Response(status_code=response.status, headers=headers)) or b""
+            await _write(
+                stream,
+                conn.send(h11.Response(status_code=response.status, headers=headers)),
+                limits,
             )
             async for chunk in chunks:
-                await stream.send_all(conn.send(h11.Data(data=chunk)) or b"")
-            await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the client went away: that ends the stream
+                await _write(stream, conn.send(h11.Data(data=chunk)), limits)
+            await _write(stream, conn.send(h11.EndOfMessage()), limits)
+        except _CLIENT_GONE:
+            pass  # the client went away, or stopped reading: that ends the stream
         nursery.cancel_scope.cancel()
 
 
@@ -221,6 +231,7 @@ async def _send(
     stream: trio.abc.Stream,
     conn: h11.Connection,
     response: Response,
+    limits: ServerLimits,
     *,
     head: bool,
     close: bool,
@@ -240,7 +251,13 @@ async def _send(
         if response.body and not head:
             parts.append(conn.send(h11.Data(data=response.body)))
         parts.append(conn.send(h11.EndOfMessage()))
-        await stream.send_all(b"".join(part or b"" for part in parts))
-    except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+        await _write(stream, b"".join(part or b"" for part in parts), limits)
+    except (h11.LocalProtocolError, *_CLIENT_GONE):
         return False
     return not close
+
+
+async def _write(stream: trio.abc.Stream, data: bytes | None, limits: ServerLimits) -> None:
+    """Send ``data``; a client that will not take it in time raises ``TooSlowError``."""
+    with trio.fail_after(limits.send_timeout_s):
+        await stream.send_all(data or b"")

@@ -12,12 +12,13 @@ only imported then.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
+import select
 import socket
 import ssl
 import urllib.parse
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Protocol
 
 import h11
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
 _READ_SIZE = 65536
+_IDLE_PROBE_S = 0.005
 _TRANSPORT_ERRORS = (OSError, trio.BrokenResourceError, h11.ProtocolError, ssl.SSLError)
 
 
@@ -79,7 +81,10 @@ class H11Pool:
         self._max_idle = max_idle
         self._idle: list[_Connection] = []
         default_port = 443 if self._tls else 80
-        self._host_header = parts.netloc if parts.port not in (None, default_port) else self._host
+        bracketed = f"[{self._host}]" if ":" in self._host else self._host
+        self._host_header = (
+            bracketed if parts.port in (None, default_port) else f"{bracketed}:{parts.port}"
+        )
 
     async def request(
         self, method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes
@@ -87,18 +92,30 @@ class H11Pool:
         """Send one request for ``target`` (path and query) and read the whole answer.
 
         Transport failures raise ``UploadError`` classified for telemetry. A kept-alive
-        connection that the server closed while it sat idle is replaced by a fresh one; the
-        request had not reached the server, so sending it again is safe.
+        connection is reused only if the server has not closed it or spoken on it while it sat
+        idle (an unsolicited ``408`` must not become this request's answer), and a request is
+        sent again on a fresh connection only when it could not be written at all: one that
+        reached the server is never repeated silently.
         """
         fields = [(name, value) for name, value in headers if name.lower() != "content-length"]
         if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
             fields.append(("Content-Length", str(len(body))))
         if not any(name.lower() == "host" for name, _ in fields):
             fields.append(("Host", self._host_header))
-        request = h11.Request(method=method, target=target, headers=fields)
+        try:
+            request = h11.Request(method=method, target=target, headers=fields)
+        except h11.LocalProtocolError as exc:
+            # A header h11 refuses (a token ending in a newline, say) fails this call alone.
+            raise UploadError(
+                f"invalid request: {exc}", kind=ErrorKind.OTHER, retriable=False
+            ) from exc
         while self._idle:
+            connection = self._idle.pop()
+            if await _spoke_while_idle(connection.stream):
+                await trio.aclose_forcefully(connection.stream)
+                continue
             try:
-                return await self._exchange(self._idle.pop(), request, body, reused=True)
+                return await self._exchange(connection, request, body, reused=True)
             except _StaleConnection:
                 continue
         return await self._exchange(await self._connect(), request, body, reused=False)
@@ -134,7 +151,7 @@ class H11Pool:
         self, connection: _Connection, request: h11.Request, body: bytes, *, reused: bool
     ) -> Response:
         conn = connection.h11
-        answered = False
+        sent = False
         try:
             await connection.stream.send_all(
                 b"".join(
@@ -145,13 +162,12 @@ class H11Pool:
                     )
                 )
             )
+            sent = True
             status, headers, chunks = 0, [], []
             while True:
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
-                    data = bytes(await connection.stream.receive_some(_READ_SIZE))
-                    answered = answered or bool(data)
-                    conn.receive_data(data)
+                    conn.receive_data(bytes(await connection.stream.receive_some(_READ_SIZE)))
                 elif isinstance(event, (h11.Response, h11.InformationalResponse)):
                     if event.status_code < 200:
                         continue  # 100 Continue and friends: the real answer follows
@@ -168,10 +184,15 @@ class H11Pool:
             await trio.aclose_forcefully(connection.stream)
             if not isinstance(exc, _TRANSPORT_ERRORS):
                 raise
-            if reused and not answered:
+            if reused and not sent:
                 raise _StaleConnection from exc
             raise _transport_error(exc) from exc
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+        # Reused only after a clean exchange with nothing left over from the server.
+        if (
+            conn.our_state is h11.DONE
+            and conn.their_state is h11.DONE
+            and not conn.trailing_data[0]
+        ):
             conn.start_next_cycle()
             if len(self._idle) < self._max_idle:
                 self._idle.append(connection)
@@ -181,7 +202,29 @@ class H11Pool:
 
 
 class _StaleConnection(Exception):
-    """A reused connection turned out to be closed by the server before it answered."""
+    """A reused connection could not even take the request: the server had closed it."""
+
+
+async def _spoke_while_idle(stream: trio.abc.Stream) -> bool:
+    """Whether the server closed an idle connection or sent something nobody asked for.
+
+    A poll of the socket says whether anything arrived. Over TLS that may be only a protocol
+    record (a session ticket), which a short read consumes without yielding data; anything
+    that does yield data, or the end of the stream, makes the connection unusable.
+    """
+    transport = stream
+    while isinstance(transport, trio.SSLStream):
+        transport = transport.transport_stream
+    assert isinstance(transport, trio.SocketStream)
+    poller = select.poll()
+    poller.register(transport.socket.fileno(), select.POLLIN)
+    if not poller.poll(0):
+        return False
+    with trio.move_on_after(_IDLE_PROBE_S):
+        with contextlib.suppress(*_TRANSPORT_ERRORS):  # reset or broken: unusable all the same
+            await stream.receive_some(_READ_SIZE)
+        return True
+    return False
 
 
 def _transport_error(exc: BaseException) -> UploadError:
@@ -220,7 +263,7 @@ def classify_network_error(exc: BaseException) -> ErrorKind:
     return ErrorKind.OTHER
 
 
-@asynccontextmanager
+@contextlib.asynccontextmanager
 async def open_h11_pool(
     origin: str, *, verify: bool = True, max_idle: int = 16
 ) -> AsyncIterator[H11Pool]:

@@ -57,7 +57,9 @@ class CredentialSource:
     async def get(self) -> FrozenCredentials:
         credentials = self._credentials
         if credentials is None:
-            credentials = await trio.to_thread.run_sync(self._resolve, limiter=self._limiter)
+            credentials = await trio.to_thread.run_sync(
+                self._resolve, limiter=self._limiter, abandon_on_cancel=True
+            )
             if credentials is None:
                 raise UploadError(
                     "NoCredentialProviders: no valid providers in chain",
@@ -66,8 +68,10 @@ class CredentialSource:
                 )
             self._credentials = credentials
         if isinstance(credentials, RefreshableCredentials) and credentials.refresh_needed():
+            # Abandoned on cancel: an STS or IMDS call that hangs must not outlive the upload's
+            # timeout or the shutdown deadline; botocore's own lock keeps refreshes consistent.
             frozen: FrozenCredentials = await trio.to_thread.run_sync(
-                credentials.get_frozen_credentials, limiter=self._limiter
+                credentials.get_frozen_credentials, limiter=self._limiter, abandon_on_cancel=True
             )
             return frozen
         # Fresh credentials: get_frozen_credentials() only copies three strings here.

@@ -46,6 +46,9 @@ class PostSigner:
     ) -> dict[str, str]:
         """Return ``headers`` plus ``Host``, ``X-Amz-Date``, the token and ``Authorization``.
 
+        ``path`` is the path as sent on the wire (already percent-encoded); for every service but
+        S3, SigV4's canonical URI encodes it once more, as botocore does.
+
         Every header given is signed, so none may be changed after signing (``User-Agent`` is
         the exception AWS documents; add it afterwards).
         """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, BinaryIO
 
 import trio
@@ -13,14 +12,13 @@ if TYPE_CHECKING:
 
 
 def as_json_line(document: bytes) -> bytes:
-    """The document on one line: unchanged unless it holds raw newlines (then compacted if JSON)."""
-    if b"\n" in document or b"\r" in document:
-        try:
-            document = json.dumps(json.loads(document), separators=(",", ":")).encode()
-        except ValueError:
-            # Not JSON: keep every byte but escape line breaks so one document stays one line.
-            document = document.replace(b"\r", b"\\r").replace(b"\n", b"\\n")
-    return document + b"\n"
+    """The document on one line: raw line breaks become spaces, every other byte is kept.
+
+    In JSON a raw line break can only be whitespace between tokens (inside strings it must be
+    escaped), so this keeps a valid document valid and equal, without re-encoding it; anything
+    else still arrives as one line.
+    """
+    return document.replace(b"\r", b" ").replace(b"\n", b" ") + b"\n"
 
 
 async def run_stdout_sink(
@@ -41,7 +39,9 @@ async def run_stdout_sink(
         async for batch in batches_in:
             data = b"".join(map(as_json_line, batch.documents))
             try:
-                await trio.to_thread.run_sync(write, data, limiter=limiter)
+                # Abandoned on cancel: a reader that stopped (``jq`` suspended) must not hold
+                # shutdown past its deadline; the batch then counts as undelivered.
+                await trio.to_thread.run_sync(write, data, limiter=limiter, abandon_on_cancel=True)
             except BrokenPipeError:
                 # The reader went away (``| head``): keep serving other sinks, drop these.
                 counters.given_up += len(batch)

@@ -143,7 +143,9 @@ class Uploader:
         by_id = _documents_by_id(documents)
         again: list[bytes] = []
         for entry in unprocessed:
-            document = by_id.get(entry.id or "")
+            # An in-progress segment and its completed version share an id: one entry each.
+            candidates = by_id.get(entry.id or "")
+            document = candidates.pop(0) if candidates else None
             if document is None:
                 self._logger.error("Unprocessed segment: %s", entry)
                 counters.unprocessed += 1
@@ -221,10 +223,10 @@ def _as_upload_error(exc: UploadError | trio.TooSlowError) -> UploadError:
     )
 
 
-def _documents_by_id(documents: list[bytes]) -> dict[str, bytes]:
-    found: dict[str, bytes] = {}
+def _documents_by_id(documents: list[bytes]) -> dict[str, list[bytes]]:
+    found: dict[str, list[bytes]] = {}
     for document in documents:
         match = _ID.search(document)
         if match:
-            found.setdefault(match.group(1).decode("utf-8", "replace"), document)
+            found.setdefault(match.group(1).decode("utf-8", "replace"), []).append(document)
     return found

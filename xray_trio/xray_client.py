@@ -130,10 +130,11 @@ class XRayClient:
         await self._call("PutTelemetryRecords", "/TelemetryRecords", body)
 
     async def _call(self, operation: str, path: str, body: bytes) -> dict[str, Any]:
-        target = urllib.parse.quote(self._base_path + path, safe="/~")
+        # The endpoint's own escapes are kept; anything else unsafe in the path is escaped.
+        target = urllib.parse.quote(self._base_path + path, safe="/~%")
         headers = self._signer.sign(
             await self._credentials.get(),
-            path=self._base_path + path,
+            path=target,
             headers={
                 "Content-Type": "application/json",
                 "X-Amzn-Xray-Timestamp": f"{time.time():.9f}",
