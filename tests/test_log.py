@@ -178,12 +178,26 @@ def test_log_path_is_created_when_missing(tmp_path: Path) -> None:
     assert parsed(path.read_text()) == [("Info", "hello")]
 
 
-def test_unusable_log_path_is_ignored_like_go(tmp_path: Path) -> None:
-    stream = io.StringIO()
-    config = LoggingConfig(log_path=str(tmp_path / "missing-dir" / "x.log"))
-    logger = open_logger(config, stream=stream)
-    logger.error("lost")
+def test_a_missing_log_directory_is_created_like_go(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "log" / "xray" / "xray.log"
+    logger = open_logger(LoggingConfig(log_path=str(path)), stream=io.StringIO())
+    logger.info("kept")
     close_logger(logger)
+    assert parsed(path.read_text()) == [("Info", "kept")]
+
+
+def test_an_unusable_log_path_falls_back_to_stderr_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Go loses every line; here nothing is lost. The path is a directory: no file can open.
+    stream = io.StringIO()
+    logger = open_logger(LoggingConfig(log_path=str(tmp_path)), stream=stream)
+    logger.error("not lost")
+    close_logger(logger)
+    err = capsys.readouterr().err
+    assert err.startswith(f"cannot open log file {tmp_path}: ")
+    assert "logging to stderr" in err
+    assert parsed(err.split("\n", 1)[1]) == [("Error", "not lost")]
     assert stream.getvalue() == ""
 
 

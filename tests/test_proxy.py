@@ -392,6 +392,23 @@ async def test_oversized_headers_get_431(start_proxy: Callable[..., object]) -> 
     assert status == 431
 
 
+async def test_an_absolute_form_request_is_forwarded_by_its_path(
+    start_proxy: Callable[..., object], fake: FakeXRay
+) -> None:
+    host, port = await start_proxy()  # type: ignore[misc]
+    with trio.fail_after(5):
+        stream = await trio.open_tcp_stream(host, port)
+        async with stream:
+            await stream.send_all(
+                b"POST http://example.com/GetSamplingRules?x=1 HTTP/1.1\r\nHost: example.com\r\n"
+                b"Content-Length: 2\r\n\r\n{}"
+            )
+            status, _, _ = await read_response(stream)
+    assert status == 200
+    [upstream] = fake.requests
+    assert upstream.url == f"{ENDPOINT}/GetSamplingRules?x=1"
+
+
 async def test_kept_alive_connections_serve_polls_until_idle_too_long(
     start_proxy: Callable[..., object], fake: FakeXRay
 ) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import signal
 import sys
 from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn, TextIO
 
@@ -356,6 +357,11 @@ def _serve(config: Config, *, stdout: TextIO, stderr: TextIO) -> int:
     # With the stdout sink, standard output carries segment JSON, so log lines move aside.
     stream = stderr if "stdout" in config.sinks else stdout
     logger = open_logger(config.logging, stream=stream)
+    # Log-rotation scripts send SIGUSR1/SIGUSR2; the Go daemon ignores them, and so must we
+    # (Python's default for both is to die on the spot, without flushing anything).
+    for name in ("SIGUSR1", "SIGUSR2"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     try:
         return _run_until_done(run_daemon, config, logger)
     finally:

@@ -131,7 +131,7 @@ async def run_daemon(
         )
     logger.debug(
         "Trace segment: received: %d, truncated: %d, processed: %d",
-        counters.received,
+        counters.accepted,
         counters.spillover,
         counters.sent + counters.stdout_written,
     )

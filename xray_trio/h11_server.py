@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 import h11
@@ -169,7 +170,10 @@ async def _next_event(stream: trio.abc.Stream, conn: h11.Connection) -> h11.Even
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError as exc:
-            raise _Refused(text_response(exc.error_status_hint, f"bad request: {exc}\n")) from None
+            status = exc.error_status_hint
+            raise _Refused(
+                text_response(status, f"{status} {HTTPStatus(status).phrase}\n")
+            ) from None
         if event is h11.NEED_DATA:
             conn.receive_data(await _receive(stream))
         elif event is h11.PAUSED:
@@ -247,7 +251,7 @@ async def _send(
     if close:
         headers = [*headers, (b"connection", b"close")]
     try:
-        parts = [conn.send(h11.Response(status_code=response.status, headers=headers))]
+        parts = [conn.send(_response_head(response.status, headers))]
         if response.body and not head:
             parts.append(conn.send(h11.Data(data=response.body)))
         parts.append(conn.send(h11.EndOfMessage()))
@@ -261,3 +265,11 @@ async def _write(stream: trio.abc.Stream, data: bytes | None, limits: ServerLimi
     """Send ``data``; a client that will not take it in time raises ``TooSlowError``."""
     with trio.fail_after(limits.send_timeout_s):
         await stream.send_all(data or b"")
+
+
+def _response_head(status: int, headers: list[tuple[bytes, bytes]]) -> h11.Response:
+    try:
+        reason = HTTPStatus(status).phrase.encode()
+    except ValueError:
+        reason = b""  # a status code HTTP does not name (X-Ray's own answers are all standard)
+    return h11.Response(status_code=status, headers=headers, reason=reason)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
+import sys
 import time
 from typing import TYPE_CHECKING, Final, TextIO
 
@@ -100,14 +102,20 @@ def _open_handler(cfg: LoggingConfig, stream: TextIO, rotate_bytes: int) -> logg
     if not cfg.log_path:
         return logging.StreamHandler(stream)
     try:
+        # Like Go's logger, create the file's directory (systemd units point at /var/log/xray).
+        directory = os.path.dirname(cfg.log_path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
         if cfg.log_rotation:
             return logging.handlers.RotatingFileHandler(
                 cfg.log_path, maxBytes=rotate_bytes, backupCount=1, encoding="utf-8"
             )
         return logging.FileHandler(cfg.log_path, encoding="utf-8")
-    except OSError:
-        # Go ignores a log file it cannot create and carries on without logs.
-        return logging.NullHandler()
+    except OSError as exc:
+        # Go loses every line (saying so on stderr, once per line); logging to stderr instead,
+        # after saying why, loses nothing.
+        sys.stderr.write(f"cannot open log file {cfg.log_path}: {exc}; logging to stderr\n")
+        return logging.StreamHandler(sys.stderr)
 
 
 def write_early_error(message: str, *, stream: TextIO, log_path: str = "") -> None:

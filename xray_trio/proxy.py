@@ -108,14 +108,21 @@ class SamplingProxy:
 
     async def __call__(self, request: Request) -> Response:
         """Forward one request, re-signed; the answer X-Ray gave, or why there is none."""
-        path = request.target.partition(b"?")[0].decode("latin-1")
-        self._logger.debug("Received request on HTTP Proxy server : %s", path)
+        self._logger.debug(
+            "Received request on HTTP Proxy server : %s", request.target.decode("latin-1")
+        )
         self._counters.requests += 1
         headers = _forwarded_headers(request.headers)
         for name in _REPLACED:
             headers.pop(name, None)
-        # Bytes as the client sent them; anything outside printable ASCII is escaped.
-        target = urllib.parse.quote_from_bytes(request.target, safe=_URL_SAFE)
+        # Bytes as the client sent them; anything outside printable ASCII is escaped. A client
+        # talking to us as to a forward proxy sends an absolute URL: only its path and query
+        # count, as in Go's reverse proxy.
+        raw_target = request.target
+        if not raw_target.startswith(b"/"):
+            parts = urllib.parse.urlsplit(raw_target)
+            raw_target = (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
+        target = urllib.parse.quote_from_bytes(raw_target, safe=_URL_SAFE)
         method = request.method
         signed = await self._sign(method, self._target + target, headers, request.body)
         try:

@@ -156,13 +156,13 @@ def instance_identity(
         try:
             hostname = fetcher.fetch("hostname")
         except Exception as exc:  # botocore raises many unrelated types for an unreachable IMDS.
-            logger.debug("Get hostname metadata failed: %s", exc or type(exc).__name__)
+            logger.debug("Get hostname metadata failed: %s", str(exc) or type(exc).__name__)
     instance_id = env.get("AWS_INSTANCE_ID", "")
     if not instance_id and not local_mode:
         try:
             instance_id = fetcher.fetch("instance-id")
         except Exception as exc:  # as above
-            logger.error("Get instance id metadata failed: %s", exc or type(exc).__name__)
+            logger.error("Get instance id metadata failed: %s", str(exc) or type(exc).__name__)
     return InstanceIdentity(hostname=hostname, instance_id=instance_id)
 
 

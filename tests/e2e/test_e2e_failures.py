@@ -193,3 +193,15 @@ def test_sigterm_while_x_ray_fails_delivers_everything_after_recovery(harness: H
     assert_delivered_exactly(harness, datagrams)
     statuses = [r.reply.status for r in harness.fake.requests_to(TRACE_SEGMENTS)]
     assert statuses.count(500) == 5, statuses
+
+
+def test_log_rotation_signals_are_ignored_like_go(harness: Harness) -> None:
+    daemon = harness.start()
+    daemon.signal(signal.SIGUSR1)
+    daemon.signal(signal.SIGUSR2)
+    datagrams = make_datagrams(3, "after-usr1")
+    harness.send(*datagrams)
+    harness.fake.wait_for_documents(3)  # still alive and relaying
+    assert daemon.alive()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit() == 0
