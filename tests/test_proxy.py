@@ -465,7 +465,11 @@ async def test_a_busy_port_is_logged_and_the_daemon_carries_on(
         port = taken.getsockname()[1]
         assert await start_proxy(address=f"127.0.0.1:{port}") is None
     [error] = lines.messages("ERROR")
-    assert error.startswith("proxy http server failed to listen: [Errno 98]")
+    assert error == (
+        f"proxy http server failed to listen: listen tcp 127.0.0.1:{port}: bind: "
+        "address already in use"
+    )
+    assert lines.messages("INFO")[-1] == f"Starting proxy http server on 127.0.0.1:{port}"
 
 
 async def test_an_address_that_does_not_resolve_stops_start_up(

@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError
 
 from xray_trio.errors import StartupError, UploadError
 from xray_trio.h11_server import Request, Response, ServerLimits, serve_connection, text_response
-from xray_trio.receiver import split_host_port
+from xray_trio.receiver import go_os_error, split_host_port
 from xray_trio.signing import sign_request
 from xray_trio.snapshot import ProxyCounters
 
@@ -230,13 +230,18 @@ async def serve_sampling_proxy(
         counters=ProxyCounters() if counters is None else counters,
     )
     logger.info("HTTP Proxy server using X-Ray Endpoint : %s", app.target)
+    logger.info("Starting proxy http server on %s", address)
     try:
         sock = await _listen(address)
     except OSError as exc:
-        logger.error("proxy http server failed to listen: %s", exc)
+        # Go's text: "listen tcp 127.0.0.1:2000: bind: address already in use".
+        logger.error(
+            "proxy http server failed to listen: listen tcp %s: bind: %s",
+            address,
+            go_os_error(exc),
+        )
         task_status.started(None)
         return
-    logger.info("Starting proxy http server on %s", address)
     bound: tuple[str, int] = sock.getsockname()[:2]
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
     serve = functools.partial(serve_connection, handler=app, limits=limits, logger=logger)

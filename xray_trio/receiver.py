@@ -56,7 +56,7 @@ def split_host_port(address: str) -> tuple[str, int]:
     return host, port
 
 
-def _go_os_error(err: OSError) -> str:
+def go_os_error(err: OSError) -> str:
     # Go prints syscall errors as lower-case strerror text: "address already in use".
     text = os.strerror(err.errno) if err.errno else str(err)
     return text[:1].lower() + text[1:]
@@ -82,7 +82,7 @@ async def bind_udp(address: str, *, receive_buffer_bytes: int = 0) -> socket.soc
         sock.bind(sockaddr)
     except OSError as exc:
         sock.close()
-        raise StartupError(f"listen udp {address}: bind: {_go_os_error(exc)}") from None
+        raise StartupError(f"listen udp {address}: bind: {go_os_error(exc)}") from None
     sock.setblocking(False)
     return sock
 
