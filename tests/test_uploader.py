@@ -290,6 +290,8 @@ async def test_a_fast_endpoint_stays_at_the_configured_concurrency(
     counters, _ = await _run_pool(fake, logger, 40, concurrency=8, maximum=64)
     assert counters.sent == 40 * 50
     assert fake.peak <= 8
+    messages = [r.getMessage() for r in logger.handlers[0].records]  # type: ignore[attr-defined]
+    assert messages[-1] == "Segment batch: done!"  # Go's Trace line as the uploaders finish
 
 
 async def test_failures_are_published_and_flip_health_until_a_success(

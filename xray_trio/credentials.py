@@ -113,11 +113,10 @@ async def open_origin_transport(
     """
     parts = urllib.parse.urlsplit(endpoint)
     origin = f"{parts.scheme}://{parts.netloc}"
+    logger.debug("Using proxy address: %s", config.proxy_address)  # Go logs it even when empty
     if uses_proxy(config, env):
         from xray_trio.transport import HttpxTransport, open_http_client
 
-        if config.proxy_address:
-            logger.debug("Using proxy address: %s", config.proxy_address)
         async with open_http_client(config, env) as http:
             yield HttpxTransport(http, origin)
         return

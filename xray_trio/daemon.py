@@ -110,8 +110,7 @@ async def run_daemon(
     logger.info("Initializing AWS X-Ray daemon %s", __version__)
     budget = open_budget(config, logger)
     logger.debug("Batch size: %d", config.tuning.batch_size)
-    if config.resource_arn:
-        logger.debug("ARN of the AWS resource running the daemon: %s", config.resource_arn)
+    logger.debug("ARN of the AWS resource running the daemon: %s", config.resource_arn)
     sock = await bind_udp(
         config.socket.udp_address, receive_buffer_bytes=config.tuning.receive_buffer_bytes
     )

@@ -18,6 +18,7 @@ import trio
 from xray_trio.errors import ErrorKind, UploadError
 from xray_trio.events import DeliveryFailed, EventHub
 from xray_trio.health import Health
+from xray_trio.log import TRACE
 from xray_trio.snapshot import UploadLatency
 from xray_trio.xray_client import encode_trace_segments
 
@@ -211,6 +212,7 @@ async def run_uploaders(
                 logger.debug("Upload concurrency raised to %d", limiter.total_tokens)
             await limiter.acquire_on_behalf_of(batch)
             nursery.start_soon(deliver, batch)
+    logger.log(TRACE, "Segment batch: done!")
 
 
 def _as_upload_error(exc: UploadError | trio.TooSlowError) -> UploadError:
