@@ -17,6 +17,7 @@ from xray_trio.batch import Batch
 from xray_trio.budget import ByteBudget, document_cost
 from xray_trio.config import Tuning
 from xray_trio.errors import ErrorKind
+from xray_trio.log import TRACE
 from xray_trio.signing import CredentialSource
 from xray_trio.stats import Counters
 from xray_trio.transport import HttpxTransport
@@ -287,6 +288,7 @@ async def test_a_fast_endpoint_stays_at_the_configured_concurrency(
     autojump_clock: trio.testing.MockClock, logger: logging.Logger
 ) -> None:
     fake = SlowXRay(0.0)
+    logger.setLevel(TRACE)
     counters, _ = await _run_pool(fake, logger, 40, concurrency=8, maximum=64)
     assert counters.sent == 40 * 50
     assert fake.peak <= 8
