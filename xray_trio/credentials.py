@@ -19,10 +19,7 @@ import functools
 import urllib.parse
 from typing import TYPE_CHECKING
 
-import botocore.session
 import trio
-from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
-from botocore.exceptions import BotoCoreError, ClientError
 
 from xray_trio.errors import ErrorKind, UploadError
 from xray_trio.http1 import open_h11_pool
@@ -55,7 +52,12 @@ class GuardedCredentialSource(CredentialSource):
     async def get(self) -> FrozenCredentials:
         try:
             return await super().get()
-        except (BotoCoreError, ClientError) as exc:
+        except Exception as exc:
+            # botocore is loaded by now: the failure came out of it, or is not botocore's.
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            if not isinstance(exc, (BotoCoreError, ClientError)):
+                raise
             raise UploadError(
                 f"failed to refresh cached credentials, {exc}",
                 kind=ErrorKind.OTHER,
@@ -64,7 +66,13 @@ class GuardedCredentialSource(CredentialSource):
 
 
 def default_chain() -> Credentials | None:
-    """botocore's default credential chain (blocking: call it in a worker thread)."""
+    """botocore's default credential chain (blocking: call it in a worker thread).
+
+    botocore (~12 MB) is imported here, on the first call to X-Ray, as the Go daemon too looks
+    its credentials up lazily: a daemon that has received nothing has not paid for it.
+    """
+    import botocore.session
+
     credentials: Credentials | None = botocore.session.Session().get_credentials()
     return credentials
 
@@ -75,6 +83,9 @@ def assume_role_chain(role_arn: str, region: str) -> Credentials | None:
     Returns deferred credentials: the AssumeRole call happens on first use and again shortly
     before each expiry (botocore refreshes 15 minutes ahead), always in a worker thread.
     """
+    import botocore.session
+    from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+
     session = botocore.session.Session()
     source = session.get_credentials()
     if source is None:

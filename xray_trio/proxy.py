@@ -22,7 +22,6 @@ import urllib.parse
 from typing import TYPE_CHECKING
 
 import trio
-from botocore.exceptions import BotoCoreError
 
 from xray_trio.errors import StartupError, UploadError
 from xray_trio.h11_server import Request, Response, ServerLimits, serve_connection, text_response
@@ -159,7 +158,7 @@ class SamplingProxy:
             return sign_request(
                 credentials, self._region, method=method, url=url, headers=headers, body=body
             )
-        except BotoCoreError as exc:
+        except Exception as exc:  # whatever botocore raises: forward unsigned, as Go does
             self._logger.error("Unable to sign request: %s", exc)
             return headers
 

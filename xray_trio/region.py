@@ -10,12 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TYPE_CHECKING
-
-import botocore.loaders
-import botocore.session
-from botocore.regions import EndpointResolver
-from botocore.utils import IMDSFetcher, InstanceMetadataRegionFetcher
+from typing import TYPE_CHECKING, Any
 
 from xray_trio.errors import StartupError
 
@@ -60,6 +55,8 @@ def _first_region(config: Config, logger: logging.Logger, env: Mapping[str, str]
         logger.debug("Fetch region %s from environment variables", env["AWS_REGION"])
         return env["AWS_REGION"]
     if config.local_mode:
+        import botocore.session  # here: botocore loads only where the daemon needs it
+
         region: str = botocore.session.Session().get_config_variable("region") or ""
         if region:
             logger.debug("Fetched region %s from config", region)
@@ -101,6 +98,8 @@ def imds_config(env: Mapping[str, str]) -> dict[str, str]:
 
 def _imds_region(logger: logging.Logger, env: Mapping[str, str]) -> str:
     """The region from EC2 instance metadata: IMDSv2 token flow, falling back to v1."""
+    from botocore.utils import InstanceMetadataRegionFetcher
+
     fetcher = InstanceMetadataRegionFetcher(
         timeout=_IMDS_TIMEOUT_S,
         num_attempts=_IMDS_ATTEMPTS,
@@ -119,15 +118,13 @@ def _imds_region(logger: logging.Logger, env: Mapping[str, str]) -> str:
     return str(region)
 
 
-class _MetadataFetcher(IMDSFetcher):  # type: ignore[misc]
-    """Reads one instance-metadata path, the way botocore's own region fetcher does."""
-
-    def fetch(self, path: str) -> str:
-        token = self._fetch_metadata_token()
-        response = self._get_request(
-            url_path=f"latest/meta-data/{path}", retry_func=self._default_retry, token=token
-        )
-        return str(response.text)
+def _read_metadata(fetcher: Any, path: str) -> str:
+    """One instance-metadata path, read the way botocore's own region fetcher reads its own."""
+    token = fetcher._fetch_metadata_token()
+    response = fetcher._get_request(
+        url_path=f"latest/meta-data/{path}", retry_func=fetcher._default_retry, token=token
+    )
+    return str(response.text)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -145,22 +142,26 @@ def instance_identity(
 
     Local mode means "not on EC2", so IMDS is not asked (it would only cost seconds of retries).
     """
-    fetcher = _MetadataFetcher(
+    hostname = env.get("AWS_HOSTNAME", "")
+    instance_id = env.get("AWS_INSTANCE_ID", "")
+    if local_mode or (hostname and instance_id):
+        return InstanceIdentity(hostname=hostname, instance_id=instance_id)
+    from botocore.utils import IMDSFetcher
+
+    fetcher = IMDSFetcher(
         timeout=_IMDS_TIMEOUT_S,
         num_attempts=_IMDS_ATTEMPTS,
         env=dict(env),
         config=imds_config(env),
     )
-    hostname = env.get("AWS_HOSTNAME", "")
-    if not hostname and not local_mode:
+    if not hostname:
         try:
-            hostname = fetcher.fetch("hostname")
+            hostname = _read_metadata(fetcher, "hostname")
         except Exception as exc:  # botocore raises many unrelated types for an unreachable IMDS.
             logger.debug("Get hostname metadata failed: %s", str(exc) or type(exc).__name__)
-    instance_id = env.get("AWS_INSTANCE_ID", "")
-    if not instance_id and not local_mode:
+    if not instance_id:
         try:
-            instance_id = fetcher.fetch("instance-id")
+            instance_id = _read_metadata(fetcher, "instance-id")
         except Exception as exc:  # as above
             logger.error("Get instance id metadata failed: %s", str(exc) or type(exc).__name__)
     return InstanceIdentity(hostname=hostname, instance_id=instance_id)
@@ -175,6 +176,9 @@ def xray_endpoint(config: Config, region: str, logger: logging.Logger) -> str:
     if config.endpoint:
         logger.debug("Using Endpoint read from Config file: %s", config.endpoint)
         return config.endpoint.rstrip("/")
+    import botocore.loaders
+    from botocore.regions import EndpointResolver
+
     resolver = EndpointResolver(botocore.loaders.create_loader().load_data("endpoints"))
     resolved = resolver.construct_endpoint("xray", region)
     if resolved is not None:

@@ -10,9 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 import trio
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import RefreshableCredentials
 
 from xray_trio.errors import ErrorKind, UploadError
 
@@ -67,7 +64,9 @@ class CredentialSource:
                     retriable=True,
                 )
             self._credentials = credentials
-        if isinstance(credentials, RefreshableCredentials) and credentials.refresh_needed():
+        # botocore's RefreshableCredentials, checked by shape so botocore loads only when used.
+        refresh_needed = getattr(credentials, "refresh_needed", None)
+        if refresh_needed is not None and refresh_needed():
             # Abandoned on cancel: an STS or IMDS call that hangs must not outlive the upload's
             # timeout or the shutdown deadline; botocore's own lock keeps refreshes consistent.
             frozen: FrozenCredentials = await trio.to_thread.run_sync(
@@ -88,6 +87,9 @@ def sign_request(
     body: bytes,
 ) -> dict[str, str]:
     """Return ``headers`` plus ``Authorization``, ``X-Amz-Date`` and the session token header."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
     request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
     SigV4Auth(credentials, SERVICE, region).add_auth(request)
     return dict(request.headers.items())
