@@ -246,3 +246,30 @@ def test_summaries_are_capped_per_second_but_refill() -> None:
     assert allowance.take(400, 10.0) == 100  # the second's allowance is spent
     assert allowance.take(400, 10.1) == 50  # a tenth of a second refills a tenth
     assert allowance.take(5000, 20.0) == 500  # never more than one second's worth
+
+
+async def test_first_document_is_signalled_by_a_valid_datagram_only(
+    sender: socket.socket,
+) -> None:
+    harness = Harness()
+    first = trio.Event()
+    async with trio.open_nursery() as nursery:
+        sock = await bind_udp("127.0.0.1:0")
+        address = await nursery.start(
+            functools.partial(
+                serve_udp,
+                sock,
+                harness.send,
+                budget=harness.budget,
+                counters=harness.counters,
+                logger=harness.logger,
+                first_document=first,
+            )
+        )
+        sender.sendto(b"garbage", address)
+        await _settle(harness, 1)
+        assert not first.is_set()
+        sender.sendto(HEADER + b"{}", address)
+        with trio.fail_after(5):
+            await first.wait()
+        nursery.cancel_scope.cancel()

@@ -31,7 +31,7 @@ from xray_trio import __version__
 from xray_trio.batch import Batch
 from xray_trio.batcher import run_batcher
 from xray_trio.budget import MIB, MIN_BUFFER_MB, ByteBudget, buffer_memory_mb, total_ram_bytes
-from xray_trio.errors import StartupError
+from xray_trio.errors import StartupError, UploadError
 from xray_trio.events import EventHub, run_snapshots
 from xray_trio.health import Health
 from xray_trio.receiver import bind_udp, serve_udp
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
     from xray_trio.config import Config
     from xray_trio.credentials import XRayAccess
+    from xray_trio.signing import CredentialSource
 
 NOT_ENOUGH_MEMORY = (
     f"Not enough Buffers Memory Allocated. Min Buffers Memory required: {MIN_BUFFER_MB} MB."
@@ -153,6 +154,7 @@ async def _run(
     thread_limiter = trio.CapacityLimiter(4)
     health = Health(config.sinks)
     telemetry_shutdown = trio.Event()
+    first_document = trio.Event()
     async with _open_sinks(
         config, logger, env, counters, observers, health, thread_limiter, stdout
     ) as (sinks, xray):
@@ -203,6 +205,7 @@ async def _run(
                         await _start_admin(front, config, observers, take_snapshot, health, logger)
                     if xray is not None:
                         await _start_sampling_proxy(front, config, xray, observers, logger)
+                        front.start_soon(_warm_credentials, first_document, xray.credentials)
                     address = await front.start(
                         functools.partial(
                             serve_udp,
@@ -212,6 +215,7 @@ async def _run(
                             counters=counters,
                             logger=logger,
                             hub=observers.hub,
+                            first_document=first_document,
                         )
                     )
                     health.intake_up = True
@@ -227,6 +231,18 @@ async def _run(
                 pipeline.cancel_scope.deadline = trio.current_time() + tuning.shutdown_timeout_s
             _count_undelivered(budget, counters, tuning.shutdown_timeout_s, logger)
             telemetry_shutdown.set()
+
+
+async def _warm_credentials(first_document: trio.Event, credentials: CredentialSource) -> None:
+    """Look the credentials up when the first document arrives, not at the first upload.
+
+    The lookup loads botocore (~12 MB, ~120 ms to import), so a daemon that never received
+    anything does without it; starting with the first document overlaps it with filling the
+    first batch.
+    """
+    await first_document.wait()
+    with contextlib.suppress(UploadError):  # the upload that needs them will report it
+        await credentials.get()
 
 
 def _settle_memory() -> None:

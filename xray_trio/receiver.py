@@ -144,18 +144,21 @@ async def serve_udp(
     counters: Counters,
     logger: logging.Logger,
     hub: EventHub | None = None,
+    first_document: trio.Event | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Receive datagrams until cancelled; the socket is closed on the way out.
 
     Never awaits downstream: documents the budget cannot hold are dropped (newest first) and
     counted as spillover, which is the only place live data is lost. Events for ``hub`` cost
-    nothing per datagram unless someone subscribes to segments.
+    nothing per datagram unless someone subscribes to segments. ``first_document`` is set when
+    the first document is accepted.
     """
     recv = sock.recv
     take = budget.try_take
     send = segments_out.send_nowait
     hub = EventHub() if hub is None else hub
+    first_document = trio.Event() if first_document is None else first_document
     allowance = SummaryAllowance(SEGMENT_SUMMARIES_PER_S)
     with sock:
         async with segments_out:
@@ -193,6 +196,8 @@ async def serve_udp(
                     hub.publish(Dropped(reason="spillover", count=spilled))
                 if documents:
                     counters.accepted += len(documents)
+                    if not first_document.is_set():
+                        first_document.set()
                     if hub.wants_segments:
                         shown = allowance.take(len(documents), trio.current_time())
                         now = time.time()
