@@ -39,7 +39,8 @@ class Harness:
         self.logger.addHandler(handler)
         self.send, self.receive = trio.open_memory_channel[list[bytes]](self.budget.max_documents)
 
-    async def start(self, nursery: trio.Nursery) -> tuple[str, int]:
+    async def start(self, nursery: trio.Nursery, **options: object) -> tuple[str, int]:
+        """Serve on a fresh loopback port; ``options`` go to ``serve_udp`` (hub, events)."""
         sock = await bind_udp("127.0.0.1:0", receive_buffer_bytes=1 << 22)
         address: tuple[str, int] = await nursery.start(
             functools.partial(
@@ -49,6 +50,7 @@ class Harness:
                 budget=self.budget,
                 counters=self.counters,
                 logger=self.logger,
+                **options,
             )
         )
         return address
@@ -200,22 +202,11 @@ async def test_events_reach_a_subscriber_and_segments_only_when_asked(
     harness = Harness(budget_bytes=document_cost(doc))
     hub = EventHub()
     async with trio.open_nursery() as nursery:
-        sock = await bind_udp("127.0.0.1:0", receive_buffer_bytes=1 << 22)
         async with (
             hub.open_subscription(snapshots_only=True) as quiet,
             hub.open_subscription() as watcher,
         ):
-            address = await nursery.start(
-                functools.partial(
-                    serve_udp,
-                    sock,
-                    harness.send,
-                    budget=harness.budget,
-                    counters=harness.counters,
-                    logger=harness.logger,
-                    hub=hub,
-                )
-            )
+            address = await harness.start(nursery, hub=hub)
             for datagram in (HEADER + doc, b"junk", HEADER + doc):
                 sender.sendto(datagram, address)
             await _settle(harness, 3)
@@ -254,18 +245,7 @@ async def test_first_document_is_signalled_by_a_valid_datagram_only(
     harness = Harness()
     first = trio.Event()
     async with trio.open_nursery() as nursery:
-        sock = await bind_udp("127.0.0.1:0")
-        address = await nursery.start(
-            functools.partial(
-                serve_udp,
-                sock,
-                harness.send,
-                budget=harness.budget,
-                counters=harness.counters,
-                logger=harness.logger,
-                first_document=first,
-            )
-        )
+        address = await harness.start(nursery, first_document=first)
         sender.sendto(b"garbage", address)
         await _settle(harness, 1)
         assert not first.is_set()
