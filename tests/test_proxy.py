@@ -147,6 +147,16 @@ def captured(name: str, host: str) -> bytes:
     return re.sub(rb"\r\nHost: [^\r]*\r\n", f"\r\nHost: {host}\r\n".encode(), raw, count=1)
 
 
+async def raw_status(host: str, port: int, request: bytes) -> int:
+    """Send ``request`` as raw bytes on a new connection; the status of the answer."""
+    with trio.fail_after(5):
+        stream = await trio.open_tcp_stream(host, port)
+        async with stream:
+            await stream.send_all(request)
+            status, _, _ = await read_response(stream)
+    return status
+
+
 async def read_response(stream: trio.SocketStream) -> tuple[int, dict[str, str], bytes]:
     """One HTTP/1.1 response with a Content-Length, read off a raw stream."""
     data = b""
@@ -362,33 +372,21 @@ async def test_bodies_over_the_limit_get_413(
 
 async def test_a_body_that_trickles_in_gets_408(start_proxy: Callable[..., object]) -> None:
     host, port = await start_proxy(limits=ProxyLimits(body_timeout_s=0.2))  # type: ignore[misc]
-    with trio.fail_after(5):
-        stream = await trio.open_tcp_stream(host, port)
-        async with stream:
-            await stream.send_all(
-                b"POST /SamplingTargets HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{}"
-            )
-            status, _, _ = await read_response(stream)
+    status = await raw_status(
+        host, port, b"POST /SamplingTargets HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{}"
+    )
     assert status == 408
 
 
 async def test_headers_that_trickle_in_get_408(start_proxy: Callable[..., object]) -> None:
     host, port = await start_proxy(limits=ProxyLimits(header_timeout_s=0.2))  # type: ignore[misc]
-    with trio.fail_after(5):
-        stream = await trio.open_tcp_stream(host, port)
-        async with stream:
-            await stream.send_all(b"POST /GetSamplingRules HTTP/1.1\r\nHost: x\r\n")
-            status, _, _ = await read_response(stream)
+    status = await raw_status(host, port, b"POST /GetSamplingRules HTTP/1.1\r\nHost: x\r\n")
     assert status == 408
 
 
 async def test_oversized_headers_get_431(start_proxy: Callable[..., object]) -> None:
     host, port = await start_proxy(limits=ProxyLimits(max_header_bytes=1024))  # type: ignore[misc]
-    with trio.fail_after(5):
-        stream = await trio.open_tcp_stream(host, port)
-        async with stream:
-            await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4096)
-            status, _, _ = await read_response(stream)
+    status = await raw_status(host, port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4096)
     assert status == 431
 
 
